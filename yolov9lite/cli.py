@@ -1,0 +1,51 @@
+"""Command line: ``yolov9lite <command> ...`` (also ``python -m yolov9lite``).
+
+Each command lives with the code it drives; this file only dispatches, importing lazily so that
+``yolov9lite models`` does not pay for the data or evaluation imports.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> (module, function taking argv, one-line help)
+COMMANDS = {
+    "models": ("yolov9lite.complexity", "models_main", "print the model zoo: params and GFLOPs, ours vs paper"),
+    "figures": ("yolov9lite.figures", "main", "regenerate every figure and table (runs the notebooks)"),
+    "train": ("yolov9lite.train", "main", "train a model (single GPU, CPU, or under torchrun)"),
+    "val": ("yolov9lite.coco_eval", "val_main", "COCO evaluation of a checkpoint"),
+    "predict": ("yolov9lite.predict", "main", "detect objects in images"),
+    "convert": ("yolov9lite.checkpoint", "convert_main", "convert an official .pt into our format"),
+    "deploy": ("yolov9lite.checkpoint", "deploy_main", "write the deployed (aux-free, fused) model"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: yolov9lite <command> [options]", "", "commands:"]
+    lines += [f"  {name:<9} {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines += ["", "run `yolov9lite <command> --help` for the options of one command"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"yolov9lite: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module_name, func_name, _ = COMMANDS[command]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name == module_name:
+            print(f"yolov9lite: the {command!r} command is not available in this version", file=sys.stderr)
+            return 2
+        raise
+    return int(getattr(module, func_name)(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Parameter and FLOP counts with the official convention (paper Table 1 columns).
+
+* ``params``: every parameter, frozen ones included (each DFL layer's 16 fixed weights count), as
+  the official ``model_info`` does.
+* ``gflops``: 2 x multiply-accumulates of the convolutions (and any matmul) for one image, at the
+  given size (640x640 for the paper). Counted by :class:`torch.utils.flop_counter.FlopCounterMode`
+  on a copy of the model on the ``meta`` device, so no arithmetic is actually done and the count
+  costs milliseconds even for GELAN-E. BatchNorm, activations, pooling, upsampling, NMS, the
+  assigner and the loss are not counted (neither are they by the official thop-based count for
+  fused models; for unfused models thop also counts BN, which is why the official unfused GFLOPs
+  are a little higher than ours, see ``yolov9lite models``).
+* A model with a PGI branch is profiled in train mode (both branches run); otherwise in eval mode.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def count_gflops(model: torch.nn.Module, imgsz: int | tuple[int, int] = 640) -> float:
+    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    meta = copy.deepcopy(model).to("meta")
+    meta.train(bool(getattr(model, "has_aux", False)))
+    x = torch.empty(1, 3, h, w, device="meta")
+    counter = FlopCounterMode(display=False)
+    with counter:
+        meta(x)
+    return counter.get_total_flops() / 1e9
+
+
+def profile(model: torch.nn.Module, imgsz: int = 640) -> dict:
+    """``{"params": int, "gflops": float}`` for one ``imgsz`` x ``imgsz`` image."""
+    return {"params": count_params(model), "gflops": count_gflops(model, imgsz)}
+
+
+def model_zoo_table(names=None, imgsz: int = 640) -> list[dict]:
+    """One row per model: training and deployed params/GFLOPs (ours) and the paper's numbers."""
+    from .deploy import deploy
+    from .models import OFFICIAL_MODELS, build_model
+
+    rows = []
+    for name in names or OFFICIAL_MODELS:
+        model = build_model(name)
+        train_stats = profile(model, imgsz)
+        deploy_stats = profile(deploy(model), imgsz)
+        paper = model.cfg.paper
+        rows.append({
+            "model": name,
+            "train_params": train_stats["params"], "train_gflops": train_stats["gflops"],
+            "deploy_params": deploy_stats["params"], "deploy_gflops": deploy_stats["gflops"],
+            "paper_params_m": paper.get("params_m"), "paper_gflops": paper.get("gflops"),
+            "paper_ap": paper.get("ap"),
+        })
+    return rows
+
+
+def format_model_table(rows: list[dict]) -> str:
+    """Markdown table of :func:`model_zoo_table` rows."""
+    def num(v, fmt):
+        return "–" if v is None else format(v, fmt)
+
+    header = ("| model | train params | train GFLOPs | deployed params | deployed GFLOPs "
+              "| paper params (M) | paper GFLOPs | paper AP |")
+    lines = [header, "|" + "---|" * 8]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['train_params']:,} | {r['train_gflops']:.2f} | "
+            f"{r['deploy_params']:,} | {r['deploy_gflops']:.2f} | {num(r['paper_params_m'], '.1f')} | "
+            f"{num(r['paper_gflops'], '.1f')} | {num(r['paper_ap'], '.1f')} |")
+    return "\n".join(lines)
+
+
+def models_main(argv: list[str] | None = None) -> int:
+    """``yolov9lite models``: the model-zoo table."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="yolov9lite models", description=models_main.__doc__)
+    parser.add_argument("names", nargs="*", help="models to show (default: the ten official ones)")
+    parser.add_argument("--img", type=int, default=640, help="image side for GFLOPs (default 640)")
+    args = parser.parse_args(argv)
+    print(format_model_table(model_zoo_table(args.names or None, args.img)))
+    print("\nGFLOPs = 2 x MACs of one image at the given size. 'train' includes the PGI auxiliary\n"
+          "branch (yolov9-*); 'deployed' = yolov9lite.deploy(model): auxiliary branch removed,\n"
+          "RepConvN merged, BatchNorm folded. The paper reports the deployed numbers (YOLOv9-T's\n"
+          "2.0M / 7.7G come from the official README and match no official configuration).")
+    return 0

@@ -1,0 +1,300 @@
+"""The YOLOv9 training augmentations (spec §4, `hyp.scratch-high.yaml`), one plain function each.
+
+Order for a training sample, as in the official `train_dual.py` pipeline:
+
+    mosaic4 (p=1, 2s x 2s canvas, random centre in [s/2, 3s/2]^2)
+      -> copy_paste (p=0.3, YOLOv5 variant: mirrored instances pasted where IoA < 0.30)
+      -> random_affine (scale U(1-0.9, 1+0.9), translate +-0.1, crop back to s x s)
+      -> box filter (w, h > 2 px, area ratio > 0.1, aspect < 100)
+    mixup (p=0.15, with a second mosaic, r ~ Beta(32, 32))
+    augment_hsv (gains 0.015, 0.7, 0.4) -> flip_lr (p=0.5)
+
+Without mosaic (close-mosaic epochs, rect or validation): `letterbox`, then (when training)
+the same `random_affine` with no border. Every function takes an explicit
+`rng: np.random.Generator`, so a notebook can show one step on one image, and a seeded run is
+reproducible. Images are HxWx3 uint8 BGR (OpenCV order) until the dataset emits CHW RGB.
+Albumentations (blur/CLAHE/gray at p=0.01) is not reproduced: it is optional upstream too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import cv2
+import numpy as np
+
+from .instances import Instances, concat_instances, segments_to_boxes
+
+PAD_VALUE = 114  # grey used for every border, as in the official code
+
+
+@dataclass(frozen=True)
+class Hyp:
+    """Augmentation hyperparameters; defaults are hyp.scratch-high.yaml (spec §4)."""
+
+    hsv_h: float = 0.015
+    hsv_s: float = 0.7
+    hsv_v: float = 0.4
+    degrees: float = 0.0
+    translate: float = 0.1
+    scale: float = 0.9
+    shear: float = 0.0
+    perspective: float = 0.0
+    flipud: float = 0.0
+    fliplr: float = 0.5
+    mosaic: float = 1.0
+    mixup: float = 0.15
+    copy_paste: float = 0.3
+
+    @staticmethod
+    def from_any(hyp) -> "Hyp":
+        """Build from None / Hyp / dict (extra keys such as lr0 or box are ignored)."""
+        if hyp is None:
+            return Hyp()
+        if isinstance(hyp, Hyp):
+            return hyp
+        names = {f.name for f in fields(Hyp)}
+        return Hyp(**{k: float(v) for k, v in dict(hyp).items() if k in names})
+
+
+HYP_SCRATCH_HIGH = Hyp()
+
+
+# ---------------------------------------------------------------------------------------------
+# resizing
+
+
+def resize_longest(image: np.ndarray, size: int, shrink_only: bool = False,
+                   area_when_shrinking: bool = True) -> tuple[np.ndarray, float]:
+    """Resize so the longest side is `size`; returns (image, gain).
+
+    INTER_AREA when shrinking for validation (spec §5) because it averages instead of
+    aliasing; bilinear otherwise (training, or enlarging).
+    """
+    h, w = image.shape[:2]
+    gain = size / max(h, w)
+    if gain == 1 or (shrink_only and gain > 1):
+        return image, 1.0
+    interp = cv2.INTER_AREA if (gain < 1 and area_when_shrinking) else cv2.INTER_LINEAR
+    new_wh = (max(1, round(w * gain)), max(1, round(h * gain)))
+    return cv2.resize(image, new_wh, interpolation=interp), gain
+
+
+def letterbox(image: np.ndarray, new_shape: tuple[int, int], scaleup: bool = True,
+              color: int = PAD_VALUE) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Fit `image` inside `new_shape` (h, w) keeping aspect ratio, pad the rest with grey.
+
+    Returns (image, gain, (pad_w, pad_h)) where pad is the left/top padding, so a point maps
+    back to the input as x_in = (x - pad_w) / gain. `scaleup=False` (validation, spec §5) never
+    enlarges, which keeps small images sharp and matches the official mAP protocol.
+    """
+    h, w = image.shape[:2]
+    gain = min(new_shape[0] / h, new_shape[1] / w)
+    if not scaleup:
+        gain = min(gain, 1.0)
+    new_w, new_h = round(w * gain), round(h * gain)
+    if (new_w, new_h) != (w, h):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    dw, dh = (new_shape[1] - new_w) / 2, (new_shape[0] - new_h) / 2
+    # the official rounding: split an odd remainder as evenly as possible
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT,
+                               value=(color, color, color))
+    return image, gain, (float(left), float(top))
+
+
+# ---------------------------------------------------------------------------------------------
+# mosaic, copy-paste, affine, mixup
+
+
+def mosaic4(images: list[np.ndarray], labels: list[Instances], size: int,
+            rng: np.random.Generator) -> tuple[np.ndarray, Instances]:
+    """Place 4 images around a random centre of a (2*size)^2 grey canvas.
+
+    Each image is already resized so its longest side is `size`. Image 0 goes top-left of the
+    centre, 1 top-right, 2 bottom-left, 3 bottom-right; parts falling off the canvas are cut.
+    The centre is U(size/2, 3*size/2) in x and y (spec §4: [320, 960] for 640).
+    """
+    s = size
+    canvas = np.full((2 * s, 2 * s, 3), PAD_VALUE, np.uint8)
+    xc, yc = (int(v) for v in rng.uniform(s / 2, 3 * s / 2, 2))
+    placed = []
+    for k, (im, inst) in enumerate(zip(images, labels)):
+        h, w = im.shape[:2]
+        # (x0, y0, x1, y1) of the tile on the canvas, before clipping
+        x0 = xc - w if k in (0, 2) else xc
+        y0 = yc - h if k in (0, 1) else yc
+        cx0, cy0 = max(x0, 0), max(y0, 0)
+        cx1, cy1 = min(x0 + w, 2 * s), min(y0 + h, 2 * s)
+        canvas[cy0:cy1, cx0:cx1] = im[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+        placed.append(inst.scale_shift(1, 1, x0, y0))
+    merged = concat_instances(placed).clip(2 * s, 2 * s)
+    return canvas, merged
+
+
+def box_ioa(boxes1: np.ndarray, boxes2: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Intersection over the area of boxes2, (n, 4) x (m, 4) -> (n, m), xyxy."""
+    tl = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
+    br = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    inter = (br - tl).clip(0).prod(2)
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    return inter / (area2[None, :] + eps)
+
+
+def copy_paste(image: np.ndarray, inst: Instances, p: float,
+               rng: np.random.Generator) -> tuple[np.ndarray, Instances]:
+    """YOLOv5-style copy-paste (Ghiasi et al. 2021, simplified; spec §4).
+
+    A fraction `p` of the objects is mirrored left-right and pasted onto the same image, but
+    only where the mirrored box covers less than 30% of any existing box (IoA < 0.30), so
+    objects are not buried. Needs polygon segments; without them this is a no-op.
+    """
+    n = len(inst)
+    if p <= 0 or n == 0 or inst.segments is None:
+        return image, inst
+    w = image.shape[1]
+    chosen = rng.permutation(n)[: round(p * n)]
+    if len(chosen) == 0:
+        return image, inst
+    mirrored = inst.boxes[chosen].copy()
+    mirrored[:, [0, 2]] = w - inst.boxes[chosen][:, [2, 0]]
+    free = (box_ioa(mirrored, inst.boxes) < 0.30).all(1)
+    chosen, mirrored = chosen[free], mirrored[free]
+    if len(chosen) == 0:
+        return image, inst
+    new_segs = inst.segments[chosen].copy()
+    new_segs[..., 0] = w - new_segs[..., 0]
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.drawContours(mask, list(new_segs.round().astype(np.int32)), -1, 255, cv2.FILLED)
+    flipped = cv2.flip(image, 1)
+    out = image.copy()
+    np.copyto(out, flipped, where=mask[..., None].astype(bool))
+    pasted = Instances(inst.cls[chosen], mirrored, new_segs)
+    return out, concat_instances([inst, pasted])
+
+
+def box_candidates(before: np.ndarray, after: np.ndarray, wh_thr: float = 2,
+                   ar_thr: float = 100, area_thr: float = 0.1, eps: float = 1e-16) -> np.ndarray:
+    """Keep boxes that stay > wh_thr px wide and high, keep > area_thr of their (scaled) area,
+    and have aspect ratio < ar_thr. `before` is the pre-transform box already times the scale."""
+    w1, h1 = before[:, 2] - before[:, 0], before[:, 3] - before[:, 1]
+    w2, h2 = after[:, 2] - after[:, 0], after[:, 3] - after[:, 1]
+    aspect = np.maximum(w2 / (h2 + eps), h2 / (w2 + eps))
+    return (w2 > wh_thr) & (h2 > wh_thr) & (w2 * h2 / (w1 * h1 + eps) > area_thr) & (aspect < ar_thr)
+
+
+def affine_matrix(in_hw: tuple[int, int], out_hw: tuple[int, int], hyp: Hyp,
+                  rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Random 3x3 warp: centre, perspective, rotate+scale, shear, translate (in that order).
+
+    Translation is relative to the *output* size, so with a mosaic the crop lands near the
+    mosaic centre. Returns (M, scale).
+    """
+    centre = np.eye(3)
+    centre[0, 2], centre[1, 2] = -in_hw[1] / 2, -in_hw[0] / 2
+    persp = np.eye(3)
+    persp[2, 0], persp[2, 1] = rng.uniform(-hyp.perspective, hyp.perspective, 2)
+    angle = rng.uniform(-hyp.degrees, hyp.degrees)
+    scale = rng.uniform(1 - hyp.scale, 1 + hyp.scale)
+    rot = np.eye(3)
+    rot[:2] = cv2.getRotationMatrix2D(center=(0, 0), angle=angle, scale=scale)
+    shear = np.eye(3)
+    shear[0, 1] = math.tan(math.radians(rng.uniform(-hyp.shear, hyp.shear)))
+    shear[1, 0] = math.tan(math.radians(rng.uniform(-hyp.shear, hyp.shear)))
+    trans = np.eye(3)
+    trans[0, 2] = rng.uniform(0.5 - hyp.translate, 0.5 + hyp.translate) * out_hw[1]
+    trans[1, 2] = rng.uniform(0.5 - hyp.translate, 0.5 + hyp.translate) * out_hw[0]
+    return trans @ shear @ rot @ persp @ centre, scale
+
+
+def random_affine(image: np.ndarray, inst: Instances, hyp: Hyp, rng: np.random.Generator,
+                  out_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, Instances]:
+    """Random scale/translate (rotate/shear/perspective if enabled), then the box filter.
+
+    `out_hw` defaults to the input size; for a 2s mosaic pass (s, s) (the official
+    `border=-s/2`). Boxes of objects with segments are recomputed from the warped polygon
+    points inside the image, which is tighter than warping the box corners.
+    """
+    h_in, w_in = image.shape[:2]
+    out_h, out_w = out_hw or (h_in, w_in)
+    m, scale = affine_matrix((h_in, w_in), (out_h, out_w), hyp, rng)
+    is_affine = hyp.perspective == 0
+    border = (PAD_VALUE, PAD_VALUE, PAD_VALUE)
+    if is_affine:
+        image = cv2.warpAffine(image, m[:2], dsize=(out_w, out_h), borderValue=border)
+    else:
+        image = cv2.warpPerspective(image, m, dsize=(out_w, out_h), borderValue=border)
+    if len(inst) == 0:
+        return image, inst
+
+    def warp(points: np.ndarray) -> np.ndarray:  # (..., 2) -> (..., 2)
+        xy1 = np.concatenate([points, np.ones_like(points[..., :1])], -1) @ m.T.astype(np.float32)
+        return xy1[..., :2] / (xy1[..., 2:3] if not is_affine else 1)
+
+    if inst.segments is not None:
+        segs = warp(inst.segments)
+        new_boxes = segments_to_boxes(segs, out_w, out_h)
+    else:
+        segs = None
+        b = inst.boxes
+        corners = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], 1)
+        wc = warp(corners)
+        new_boxes = np.concatenate([wc.min(1), wc.max(1)], 1).astype(np.float32)
+        new_boxes[:, 0::2] = new_boxes[:, 0::2].clip(0, out_w)
+        new_boxes[:, 1::2] = new_boxes[:, 1::2].clip(0, out_h)
+    # the official code relaxes the area threshold to 0.01 when boxes come from polygons
+    keep = box_candidates(inst.boxes * scale, new_boxes,
+                          area_thr=0.01 if segs is not None else 0.10)
+    out = Instances(inst.cls[keep], new_boxes[keep], None if segs is None else segs[keep])
+    return image, out
+
+
+def mixup(image1: np.ndarray, inst1: Instances, image2: np.ndarray, inst2: Instances,
+          rng: np.random.Generator) -> tuple[np.ndarray, Instances]:
+    """Blend two equally sized images with r ~ Beta(32, 32) (so r is about 0.5); keep all labels
+    (Zhang et al. 2018, applied to detection as in the official recipe)."""
+    r = rng.beta(32.0, 32.0)
+    blended = cv2.addWeighted(image1, r, image2, 1 - r, 0)
+    return blended, concat_instances([inst1, inst2])
+
+
+# ---------------------------------------------------------------------------------------------
+# photometric and flips
+
+
+def augment_hsv(image: np.ndarray, rng: np.random.Generator, hgain: float = 0.015,
+                sgain: float = 0.7, vgain: float = 0.4) -> np.ndarray:
+    """Multiply hue, saturation and value by random gains 1 +- U(gain), via 256-entry lookup
+    tables (a LUT per channel costs one pass instead of float maths per pixel)."""
+    if not (hgain or sgain or vgain):
+        return image
+    r = rng.uniform(-1, 1, 3) * np.array([hgain, sgain, vgain]) + 1
+    x = np.arange(256, dtype=np.float32)
+    lut_h = ((x * r[0]) % 180).astype(np.uint8)  # OpenCV hue lives in [0, 180)
+    lut_s = np.clip(x * r[1], 0, 255).astype(np.uint8)
+    lut_v = np.clip(x * r[2], 0, 255).astype(np.uint8)
+    hue, sat, val = cv2.split(cv2.cvtColor(image, cv2.COLOR_BGR2HSV))
+    hsv = cv2.merge((cv2.LUT(hue, lut_h), cv2.LUT(sat, lut_s), cv2.LUT(val, lut_v)))
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+
+
+def flip_lr(image: np.ndarray, inst: Instances) -> tuple[np.ndarray, Instances]:
+    """Mirror the image and its labels left-right."""
+    w = image.shape[1]
+    out = inst.copy()
+    out.boxes[:, [0, 2]] = w - inst.boxes[:, [2, 0]]
+    if out.segments is not None:
+        out.segments[..., 0] = w - out.segments[..., 0]
+    return np.ascontiguousarray(image[:, ::-1]), out
+
+
+def flip_ud(image: np.ndarray, inst: Instances) -> tuple[np.ndarray, Instances]:
+    """Mirror the image and its labels top-bottom (p=0 in the recipe, kept for completeness)."""
+    h = image.shape[0]
+    out = inst.copy()
+    out.boxes[:, [1, 3]] = h - inst.boxes[:, [3, 1]]
+    if out.segments is not None:
+        out.segments[..., 1] = h - out.segments[..., 1]
+    return np.ascontiguousarray(image[::-1]), out
