@@ -235,7 +235,8 @@ def format_coco_summary(metrics: dict) -> str:
     lines = []
     for key, (kind, iou, area, max_dets) in zip(METRIC_KEYS, _SUMMARY_LINES):
         short = "(AP)" if kind == "Precision" else "(AR)"
-        lines.append(f" Average {kind:<9} {short} @[ IoU={iou:<9} | area={area:>6s} | "
+        title = f"Average {kind}"
+        lines.append(f" {title:<18} {short} @[ IoU={iou:<9} | area={area:>6s} | "
                      f"maxDets={max_dets:>3d} ] = {metrics[key]:0.3f}")
     return "\n".join(lines)
 
@@ -265,7 +266,7 @@ def _category_ids(cfg: dict, gt_dict: dict) -> list[int]:
 @torch.inference_mode()
 def evaluate(
     model: torch.nn.Module,
-    data="synthetic",
+    data,
     imgsz: int = 640,
     batch_size: int = 32,
     conf_thres: float = 0.001,
@@ -303,20 +304,18 @@ def evaluate(
 
     Returns the dict of :func:`coco_metrics` plus ``per_class`` (``{class name: AP}``),
     ``per_class_AP50_by_name``, ``n_images``, ``n_detections`` and ``speed``
-    (ms per image for pre-processing, inference and NMS).
+    (ms per image for pre-processing, inference, and NMS + box scaling).
     """
-    cfg = None
+    cfg = data if isinstance(data, dict) else None
     if dataloader is None or gt is None:
         from .data import build_dataloader, dataset_to_coco, load_data_config  # lazy: optional
 
-        cfg = data if isinstance(data, dict) else load_data_config(data)
+        cfg = cfg if cfg is not None else load_data_config(data)
         if dataloader is None:
             dataloader = build_dataloader(cfg, "val", imgsz, batch_size, workers,
                                           augment=False, rect=True)
         if gt is None:
             gt = cfg["val_json"] if cfg.get("val_json") else dataset_to_coco(cfg, "val")
-    elif isinstance(data, dict):
-        cfg = data
     gt_dict = _load_gt_dict(gt)
     cfg = cfg or {}
     cat_ids = _category_ids(cfg, gt_dict)
@@ -343,6 +342,9 @@ def evaluate(
             pred = model(x)
             if isinstance(pred, (list, tuple)):
                 pred = pred[0]
+            if pred.shape[1] - 4 != len(cat_ids):
+                raise ValueError(f"the model predicts {pred.shape[1] - 4} classes but the dataset "
+                                 f"has {len(cat_ids)}")
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # so that t_inf measures the forward pass
             t2 = time.perf_counter()
@@ -374,7 +376,7 @@ def evaluate(
     metrics["n_images"] = len(image_ids)
     metrics["n_detections"] = len(records)
     metrics["speed"] = {"preprocess_ms": 1e3 * t_pre / n, "inference_ms": 1e3 * t_inf / n,
-                        "nms_ms": 1e3 * t_nms / n}
+                        "postprocess_ms": 1e3 * t_nms / n}
     if verbose:
         print_coco_summary(metrics)
     return metrics
@@ -403,7 +405,7 @@ def val_main(argv: list[str] | None = None) -> int:
     """``yolov9lite val``: evaluate a checkpoint and print the 12-line COCO summary."""
     ap = argparse.ArgumentParser(prog="yolov9lite val", description=val_main.__doc__)
     ap.add_argument("--weights", required=True, help="checkpoint (.pt) to evaluate")
-    ap.add_argument("--data", default="synthetic", help="data config name or yaml path")
+    ap.add_argument("--data", required=True, help="data config: a name (e.g. synthetic) or yaml path")
     ap.add_argument("--img", type=int, default=640, help="inference size (pixels)")
     ap.add_argument("--batch", type=int, default=32, help="batch size")
     ap.add_argument("--conf", type=float, default=0.001, help="NMS confidence threshold")

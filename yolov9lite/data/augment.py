@@ -82,11 +82,13 @@ def resize_longest(image: np.ndarray, size: int, shrink_only: bool = False,
 
 
 def letterbox(image: np.ndarray, new_shape: tuple[int, int], scaleup: bool = True,
-              color: int = PAD_VALUE) -> tuple[np.ndarray, float, tuple[float, float]]:
+              color: int = PAD_VALUE
+              ) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
     """Fit `image` inside `new_shape` (h, w) keeping aspect ratio, pad the rest with grey.
 
-    Returns (image, gain, (pad_w, pad_h)) where pad is the left/top padding, so a point maps
-    back to the input as x_in = (x - pad_w) / gain. `scaleup=False` (validation, spec §5) never
+    Returns (image, (gain_h, gain_w), (pad_w, pad_h)): pad is the left/top padding and the
+    gains are exact per axis (new size / old size, after rounding to whole pixels), so a point
+    maps back to the input as x_in = (x - pad_w) / gain_w. `scaleup=False` (validation, spec §5) never
     enlarges, which keeps small images sharp and matches the official mAP protocol.
     """
     h, w = image.shape[:2]
@@ -102,7 +104,7 @@ def letterbox(image: np.ndarray, new_shape: tuple[int, int], scaleup: bool = Tru
     left, right = round(dw - 0.1), round(dw + 0.1)
     image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT,
                                value=(color, color, color))
-    return image, gain, (float(left), float(top))
+    return image, (new_h / h, new_w / w), (float(left), float(top))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,45 @@
+"""pyproject.toml, environment.yml, constraints.txt, Makefile and .ci/run agree with each other."""
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_environment_yml_installs_the_package_with_existing_extras():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    editable = [line for line in pip_section if line.startswith("-e .")]
+    assert editable, "environment.yml must install the package itself (-e .[...])"
+    extras = re.search(r"\[(.*)\]", editable[0]).group(1).split(",")
+    declared = pyproject()["project"]["optional-dependencies"]
+    assert set(extras) == set(declared), f"extras {extras} vs pyproject {sorted(declared)}"
+    assert any(line == "-c constraints.txt" for line in pip_section)
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    minimum = pyproject()["project"]["requires-python"].removeprefix(">=")
+    version = tuple(int(x) for x in python.split("=")[1].split("."))
+    assert version >= tuple(int(x) for x in minimum.split("."))
+
+
+def test_constraints_pin_packages_the_project_depends_on():
+    deps = {re.split(r"[<>=!\[ ]", d)[0].lower() for d in pyproject()["project"]["dependencies"]}
+    pins = [line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    assert pins and all(name.lower() in deps for name, _ in pins)
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make figures" in readme
+    assert re.search(r"^make test$", ci, re.M)
+
+
+def test_console_script_points_at_the_cli():
+    assert pyproject()["project"]["scripts"]["yolov9lite"] == "yolov9lite.cli:main"

@@ -1,0 +1,40 @@
+"""Data pipeline of yolov9lite (issue 4): datasets, the YOLOv9 augmentation recipe, loaders.
+
+- `load_data_config(data)`: dataset YAML / "synthetic" -> normalised config (config.py)
+- `make_synthetic(root, ...)`: offline COCO-format shapes dataset (synthetic.py)
+- `build_dataloader(cfg, split, ...)`: (images uint8, targets [i, c, cx, cy, w, h], metas)
+- `DetectionDataset`, `collate` (dataset.py); scanning, checks and label cache (labels.py)
+- augmentations, one function each: `mosaic4`, `copy_paste`, `random_affine`, `mixup`,
+  `augment_hsv`, `flip_lr`, `flip_ud`, `letterbox` (augment.py); `HYP_SCRATCH_HIGH`
+- `dataset_to_coco(cfg_or_dataset, split)`: ground truth as a COCO dict (coco_export.py)
+- `draw_batch(images, targets, names)`: matplotlib figure of a batch (draw.py)
+"""
+
+import logging
+
+from .augment import (HYP_SCRATCH_HIGH, Hyp, augment_hsv, box_candidates, copy_paste, flip_lr,
+                      flip_ud, letterbox, mixup, mosaic4, random_affine, resize_longest)
+from .coco_export import dataset_to_coco
+from .config import DataConfigError, load_data_config
+from .dataset import DetectionDataset, collate, rect_batch_shapes, read_image_bgr
+from .draw import draw_batch
+from .instances import Instances
+from .labels import ImageRecord, ScanReport
+from .loader import build_dataloader, build_dataset
+from .synthetic import SYNTHETIC_NAMES, make_synthetic
+
+# Show scan warnings and the summary line even when the user configured no logging.
+_logger = logging.getLogger("yolov9lite.data")
+if not _logger.handlers:
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    _logger.addHandler(_handler)
+    _logger.setLevel(logging.INFO)
+
+__all__ = [
+    "HYP_SCRATCH_HIGH", "Hyp", "Instances", "ImageRecord", "ScanReport", "DataConfigError",
+    "DetectionDataset", "SYNTHETIC_NAMES", "augment_hsv", "box_candidates", "build_dataloader",
+    "build_dataset", "collate", "copy_paste", "dataset_to_coco", "draw_batch", "flip_lr",
+    "flip_ud", "letterbox", "load_data_config", "make_synthetic", "mixup", "mosaic4",
+    "random_affine", "read_image_bgr", "rect_batch_shapes", "resize_longest",
+]

@@ -1,0 +1,80 @@
+"""`build_dataloader`: config + split -> torch DataLoader of `(images, targets, metas)` batches.
+
+Workers run the augmentation in parallel (spec §4 / users-and-performance B4: the loader is
+CPU-bound, mosaic decodes 4 JPEGs per sample). Each worker gets its own numpy Generator seeded
+from the DataLoader's seeded torch generator, and OpenCV is limited to one thread per worker
+so that N workers use N cores instead of fighting over them.
+
+Close mosaic: `loader.dataset.set_mosaic(False)` writes a flag in shared memory that persistent
+workers read on every item, so no rebuild is needed; only the batches already prefetched
+(`prefetch_factor` x workers) still use mosaic.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import torch
+
+from .config import load_data_config, split_source
+from .dataset import DetectionDataset, collate
+from .labels import load_records
+
+
+def default_workers() -> int:
+    return min(2, os.cpu_count() or 1)
+
+
+def seed_worker(worker_id: int) -> None:
+    """Per-worker RNG from the loader's seeded generator (torch gives each worker base+id)."""
+    info = torch.utils.data.get_worker_info()
+    info.dataset.rng = np.random.default_rng(info.seed % 2**63)
+    cv2.setNumThreads(1)
+
+
+def build_dataset(data_cfg, split: str, imgsz: int = 640, augment: bool | None = None,
+                  rect: bool | None = None, batch_size: int = 16, hyp=None, pad: float | None = None,
+                  seed: int = 0, use_cache: bool = True) -> DetectionDataset:
+    """Scan a split (cached) and wrap it in a DetectionDataset. Defaults: training split
+    augments with mosaic; other splits are validation-style (rect batches, pad 0.5)."""
+    cfg = load_data_config(data_cfg)
+    augment = (split == "train") if augment is None else augment
+    rect = (not augment) if rect is None else rect
+    pad = (0.0 if augment else 0.5) if pad is None else pad
+    records, _ = load_records(split_source(cfg, split), cfg["nc"], f"{split}", use_cache)
+    return DetectionDataset(records, cfg["names"], imgsz=imgsz, augment=augment, hyp=hyp,
+                            rect=rect, batch_size=batch_size, pad=pad, seed=seed, name=split)
+
+
+def build_dataloader(data_cfg, split: str, imgsz: int = 640, batch_size: int = 16,
+                     workers: int | None = None, augment: bool | None = None,
+                     rect: bool | None = None, shuffle: bool | None = None, seed: int = 0,
+                     hyp=None, pad: float | None = None, pin_memory: bool | None = None,
+                     persistent_workers: bool = True, drop_last: bool = False,
+                     use_cache: bool = True) -> torch.utils.data.DataLoader:
+    """DataLoader yielding `(images, targets, metas)`:
+
+    - images: uint8 (B, 3, H, W) RGB (convert to float / 255 on the device);
+    - targets: float (N, 6) `[image_index, class, cx, cy, w, h]`, normalised to (H, W);
+    - metas: list of dicts with `path`, `image_id`, `orig_shape`, `ratio_pad`.
+
+    Training (`split="train"` by default): augment with the recipe, shuffle. Validation:
+    `augment=False, rect=True, pad=0.5`, no shuffle (rect batches need the sorted order).
+    """
+    dataset = build_dataset(data_cfg, split, imgsz, augment, rect, batch_size, hyp, pad, seed,
+                            use_cache)
+    workers = default_workers() if workers is None else workers
+    shuffle = (dataset.augment and not dataset.rect) if shuffle is None else shuffle
+    if shuffle and dataset.rect:
+        raise ValueError("rect batches need the aspect-sorted order: use shuffle=False")
+    generator = torch.Generator().manual_seed(seed)
+    if workers == 0:  # main process: seed the dataset's own generator directly
+        dataset.rng = np.random.default_rng(seed)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+        collate_fn=collate, pin_memory=torch.cuda.is_available() if pin_memory is None
+        else pin_memory, persistent_workers=persistent_workers and workers > 0,
+        worker_init_fn=seed_worker if workers > 0 else None, generator=generator,
+        drop_last=drop_last)
