@@ -424,3 +424,76 @@ def test_evaluate_rejects_a_class_count_mismatch():
     loader, model = make_fake_val(gt)
     with pytest.raises(ValueError, match="predicts 5 classes but the dataset has 3"):
         evaluate(model, {"nc": 3, "category_ids": [1, 2, 3]}, dataloader=loader, gt=gt)
+
+
+# --------------------------------------------------------------------------- with yolov9lite.data
+def write_yolo_dataset(root, boxes_per_image, names=("a", "b", "c")):
+    """A YOLO-text-label dataset: uniform PNG images whose grey level encodes their index k
+    (20 + 10 k), with the longest side 128 so the loader does not resize them at imgsz=128.
+    boxes_per_image[k] = (h, w, [(cls, x1, y1, x2, y2) in pixels])."""
+    cv2 = pytest.importorskip("cv2")
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    for k, (h, w, boxes) in enumerate(boxes_per_image):
+        cv2.imwrite(str(root / "images" / "val" / f"{k + 1}.png"),
+                    np.full((h, w, 3), 20 + 10 * k, np.uint8))
+        lines = [f"{c} {(x1 + x2) / 2 / w} {(y1 + y2) / 2 / h} {(x2 - x1) / w} {(y2 - y1) / h}"
+                 for c, x1, y1, x2, y2 in boxes]
+        (root / "labels" / "val" / f"{k + 1}.txt").write_text("\n".join(lines))
+    yml = root / "data.yaml"
+    yml.write_text(f"path: {root}\ntrain: images/val\nval: images/val\nnames: {list(names)}\n")
+    return yml
+
+
+class PixelOracle(torch.nn.Module):
+    """Predicts the true boxes using only the image: the grey level says which image it is and the
+    non-pad region says where the letterbox put it (the loader's pad value is 114)."""
+
+    def __init__(self, boxes_per_image, nc=3, anchors=16):
+        super().__init__()
+        self.boxes, self.nc, self.anchors = boxes_per_image, nc, anchors
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        pred = torch.zeros(x.shape[0], 4 + self.nc, self.anchors)
+        for b, im in enumerate(x[:, 0] * 255):  # loop over the test batch only
+            rows, cols = ((im - 114).abs() > 2).nonzero(as_tuple=True)
+            top, left = int(rows.min()), int(cols.min())
+            k = round((float(im[top, left]) - 20) / 10)
+            for j, (c, x1, y1, x2, y2) in enumerate(self.boxes[k][2]):
+                pred[b, :4, j] = torch.tensor([(x1 + x2) / 2 + left, (y1 + y2) / 2 + top,
+                                               x2 - x1, y2 - y1])
+                pred[b, 4 + c, j] = 0.9
+        return pred
+
+
+def test_evaluate_yolo_text_dataset_through_data_package(tmp_path):
+    data = pytest.importorskip("yolov9lite.data")
+    if not all(hasattr(data, f) for f in ("build_dataloader", "dataset_to_coco")):
+        pytest.skip("data pipeline not available")
+    boxes = [(96, 128, [(0, 10, 10, 50, 40), (2, 60, 20, 120, 90)]),
+             (128, 80, [(1, 5, 30, 70, 120)]),
+             (128, 128, [(0, 0, 0, 128, 128), (1, 30, 30, 40, 44), (1, 32, 31, 42, 45)]),
+             (100, 128, [])]  # a background image
+    yml = write_yolo_dataset(tmp_path / "ds", boxes)
+    out = tmp_path / "dets.json"
+    m = evaluate(PixelOracle(boxes), str(yml), imgsz=128, batch_size=2, workers=0,
+                 save_json=out)
+    assert m["n_images"] == 4 and m["n_detections"] == 6
+    assert m["AP"] == pytest.approx(1.0) and m["AR100"] == pytest.approx(1.0)
+    gt = data.dataset_to_coco(data.load_data_config(str(yml)), "val")
+    assert [m[k] for k in METRIC_KEYS] == pycocotools_stats(dump(tmp_path, "gt.json", gt),
+                                                            out).tolist()
+    assert set(m["per_class"]) == {"a", "b", "c"}
+
+
+def test_evaluate_dataset_without_labels_warns_and_returns_zeros(tmp_path):
+    data = pytest.importorskip("yolov9lite.data")
+    if not all(hasattr(data, f) for f in ("build_dataloader", "dataset_to_coco")):
+        pytest.skip("data pipeline not available")
+    boxes = [(96, 128, []), (128, 80, [])]
+    yml = write_yolo_dataset(tmp_path / "ds", boxes)
+    model = PixelOracle([(h, w, [(0, 1, 1, 20, 20)]) for h, w, _ in boxes])  # false positives
+    with pytest.warns(RuntimeWarning, match="no annotations"):
+        m = evaluate(model, str(yml), imgsz=128, batch_size=2, workers=0)
+    assert all(m[k] == 0.0 for k in METRIC_KEYS) and m["n_detections"] == 2

@@ -54,17 +54,12 @@ class Conv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
 
-    def forward_fuse(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv(x))
-
     @torch.no_grad()
     def fuse(self) -> None:
         """Fold BN into the conv: W' = W * g / sqrt(v + eps), b' = beta - mean * g / sqrt(v + eps)."""
-        if not hasattr(self, "bn"):
-            return
-        self.conv = fuse_conv_bn(self.conv, self.bn)
-        del self.bn
-        self.forward = self.forward_fuse
+        if isinstance(self.bn, nn.BatchNorm2d):
+            self.conv = fuse_conv_bn(self.conv, self.bn)
+            self.bn = nn.Identity()
 
 
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

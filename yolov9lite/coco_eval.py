@@ -10,12 +10,13 @@ about 3-5x faster, ``users-and-performance.md`` B5); we compute no AP of our own
 AP implementations are a known source of mismatches (``users-and-performance.md`` A8).
 
 Areas. COCO's small/medium/large split uses each ground-truth annotation's ``area`` field. In the
-official COCO JSON that is the *segmentation mask* area; for datasets given as YOLO text labels the
-ground truth is built on the fly (``yolov9lite.data.dataset_to_coco``) and there is no mask, so the
-area is the box area ``w * h`` in original-image pixels. :func:`coco_metrics` fills in the same
-``w * h`` for any ground-truth annotation that lacks an ``area`` (and ``iscrowd = 0`` where it is
-missing). Detections always get ``w * h`` (pycocotools ``loadRes``), but their area only decides
-which of them are ignored when unmatched in an area range.
+official COCO JSON that is the *segmentation mask* area, not the box area. For datasets given as
+YOLO text labels the ground truth is built on the fly by ``yolov9lite.data.dataset_to_coco``: the
+polygon area when the labels carry segments, else the box area ``w * h``, both in original-image
+pixels. :func:`coco_metrics` fills in the same ``w * h`` for any ground-truth annotation that lacks
+an ``area`` (and ``iscrowd = 0`` where it is missing). Detections always get ``w * h``
+(pycocotools ``loadRes``); their area only decides which unmatched detections are ignored in an
+area range.
 """
 from __future__ import annotations
 

@@ -47,7 +47,8 @@ def model_zoo_table(names=None, imgsz: int = 640) -> list[dict]:
 
     rows = []
     for name in names or OFFICIAL_MODELS:
-        model = build_model(name)
+        with torch.device("meta"):  # counting needs shapes only: no memory, no initialisation
+            model = build_model(name)
         train_stats = profile(model, imgsz)
         deploy_stats = profile(deploy(model), imgsz)
         paper = model.cfg.paper

@@ -33,8 +33,11 @@ def strip_auxiliary(model: DetectionModel) -> DetectionModel:
         if key.startswith("aux.") or key.startswith("head.aux."):
             continue  # the auxiliary branch and head: training only
         state[key.replace("head.main.", "head.", 1)] = value
-    plain.load_state_dict(state, strict=True)
-    return plain.to(next(model.parameters()).device)
+    device = next(model.parameters()).device
+    # On the meta device (shape-only models used for counting) tensors cannot be copied, only
+    # assigned; real tensors are copied so the input model is never shared or modified.
+    plain.to(device).load_state_dict(state, strict=True, assign=device.type == "meta")
+    return plain
 
 
 def _plain_name(name: str) -> str:

@@ -17,8 +17,9 @@ Per head (the main head, and for YOLOv9 models also the auxiliary head), with ``
      ``DFL(t) = -((i + 1 - t) log p_i + (t - i) log p_{i+1})``, ``i = floor(t)``, and the target
      distance ``t`` clamped to ``[0, reg_max - 1 - 0.01] = [0, 14.99]`` so that ``i + 1 <= 15``.
 
-   ``w_a`` is zero on negative anchors, so the box terms are computed densely over all anchors and
-   weighted: the same sum as the official masked selection, without a data-dependent shape.
+   ``w_a`` is zero on negative anchors. The box terms are computed on a fixed number of anchors
+   per image (``M * topk``, an upper bound on the positives, negatives padding it with weight 0):
+   the same sum as the official masked selection, without a data-dependent shape.
 4. **combine**: ``L_k = 0.25 * L_k(aux) + L_k(main)`` for k in box, cls, dfl (the 0.25 applies to all
    three), then gains box 7.5, cls 0.5, dfl 1.5, and
 
@@ -177,21 +178,34 @@ def dfl_loss(pred_dist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
              + logp.gather(-1, right[..., None])[..., 0] * w_right)
 
 
+def take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows ``index`` (B, K) of ``x`` (B, A, ...) -> (B, K, ...)."""
+    index = index.view(*index.shape, *(1,) * (x.ndim - 2)).expand(-1, -1, *x.shape[2:])
+    return x.gather(1, index)
+
+
 def head_loss(pred_dist, pred_logits, pred_boxes, anchor_points, stride, target: Assignment,
-              reg_max: int) -> torch.Tensor:
+              reg_max: int, max_positives: int) -> torch.Tensor:
     """(3,) tensor [box, cls, dfl] of one head, normalised by max(sum of target scores, 1).
 
     pred_boxes and anchor_points are in grid units, ``target.boxes`` in pixels, stride (A, 1).
+    The box terms only need the positives; an image has at most ``max_positives = M * topk`` of
+    them (each is in some box's top-k), so we take that many anchors per image, positives first
+    (a fixed shape: no host sync); the extra negatives have weight 0.
     """
     scores = target.scores
     norm = scores.sum().clamp(min=1)
     cls = F.binary_cross_entropy_with_logits(pred_logits, scores, reduction="none").sum() / norm
-    weight = scores.sum(-1)  # w_a: zero on negatives
-    gt_boxes = target.boxes / stride  # grid units
-    box = ((1.0 - box_ciou(pred_boxes, gt_boxes)) * weight).sum() / norm
-    gt_dist = bbox2dist(anchor_points, gt_boxes, reg_max - 1 - 0.01)  # clamp at 14.99
-    b, a, _ = pred_dist.shape
-    dfl = dfl_loss(pred_dist.view(b, a, 4, reg_max), gt_dist).mean(-1)
+    # positives (and weight-0 fillers): (B, K) anchor indices
+    k = min(max_positives, target.fg.shape[1])
+    index = target.fg.to(scores.dtype).topk(k, dim=1).indices
+    weight = take(scores.sum(-1, keepdim=True), index)[..., 0]  # w_a: zero on negatives
+    anchors = anchor_points[index]  # (B, K, 2)
+    gt_boxes = take(target.boxes, index) / stride[index]  # grid units
+    box = ((1.0 - box_ciou(take(pred_boxes, index), gt_boxes)) * weight).sum() / norm
+    gt_dist = bbox2dist(anchors, gt_boxes, reg_max - 1 - 0.01)  # clamp at 14.99
+    b = index.shape[0]
+    dfl = dfl_loss(take(pred_dist, index).view(b, k, 4, reg_max), gt_dist).mean(-1)
     dfl = (dfl * weight).sum() / norm
     return torch.stack((box, cls, dfl))
 
@@ -268,7 +282,8 @@ class DetectionLoss:
         else:
             assignments = [self._assign(lg, bx, anchor_px, stride, gt) for _, lg, bx in decoded]
 
-        parts = [head_loss(d, lg, bx, anchor_points, stride, a, self.reg_max)
+        max_positives = gt[1].shape[1] * self.assigner.topk
+        parts = [head_loss(d, lg, bx, anchor_points, stride, a, self.reg_max, max_positives)
                  for (d, lg, bx), a in zip(decoded, assignments)]
         total = parts[-1] if len(parts) == 1 else self.aux_weight * parts[0] + parts[1]
         items = total * torch.tensor(self.gains, dtype=total.dtype, device=total.device)

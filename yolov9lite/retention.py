@@ -21,10 +21,11 @@ Choices (all documented again in notebook 01):
   bottleneck + identity); CSPNet = ``RepNCSP`` with 5 bottlenecks; GELAN = ``RepNCSPELAN4`` (c3 = C,
   c4 = C/2, D_CSP = 1); all from :mod:`yolov9lite.blocks`. Notebook 02 adds a RevNet-style additive
   coupling unit (exactly invertible) and a PreAct-ResNet unit (paper Eq. 4).
-* BatchNorm runs with **batch statistics** (train mode), i.e. what the network computes in its first
-  training step. In eval mode at initialisation BN is the identity and the plain stack's activations
-  shrink by ~3x per layer until they underflow to zero, a numerical artefact rather than the effect
-  the paper describes.
+* BatchNorm is in **inference mode** by default (running statistics at their initial values, so BN
+  is nearly the identity), which is what visualising an untrained model's features in inference
+  mode shows, and the stacks compute in float64 so that the shrinking activations do not underflow
+  (:func:`build_stack`). ``bn_mode="batch"`` (statistics of the current batch, as in the first
+  training step) is the alternative; notebook 01 shows that it changes the picture.
 """
 from __future__ import annotations
 
@@ -251,11 +252,25 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+BN_MODES = ("eval", "batch")
+
+
 def build_stack(arch: str, seed: int = 0, min_depth: int = 200, width: int = 32,
-                bn_batch_stats: bool = True) -> DeepStack:
-    """A randomly initialised :class:`DeepStack` (PyTorch default init) for one seed."""
+                bn_mode: str = "eval", dtype: torch.dtype = torch.float64) -> DeepStack:
+    """A randomly initialised :class:`DeepStack` (PyTorch default init) for one seed.
+
+    ``bn_mode="eval"``: BatchNorm uses its initial running statistics (mean 0, var 1), so at
+    initialisation it is (almost) the identity; this is what a feature-map visualisation of an
+    untrained model in inference mode shows. Activations then shrink by a constant factor per layer
+    (about 1e-109 after 200 plain layers), hence float64 by default: every rendering and estimator
+    here is scale-invariant, but float32 would underflow to exact zeros near layer 40.
+    ``bn_mode="batch"``: BatchNorm normalises with the statistics of the current batch, as in the
+    first training step.
+    """
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
     torch.manual_seed(seed)
-    return DeepStack(arch, min_depth, width).train(bn_batch_stats)
+    return DeepStack(arch, min_depth, width).to(dtype).train(bn_mode == "batch")
 
 
 # --- from a feature map to a picture ---------------------------------------------------------------
@@ -313,7 +328,8 @@ def ridge_fit_predict(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torc
                       lam: float = 1.0) -> torch.Tensor:
     """Ridge regression y ~ x W + b: features standardised with training statistics, the bias not
     penalised, W = (X^T X + lam n I)^-1 X^T Y (so ``lam`` is per sample and scale-free)."""
-    mu, sd = x_train.mean(0), x_train.std(0).clamp_min(1e-8)
+    mu, sd = x_train.mean(0), x_train.std(0)
+    sd = torch.where(sd > 0, sd, torch.ones_like(sd))  # scale-free: tiny features are fine
     xs, xt = (x_train - mu) / sd, (x_test - mu) / sd
     ym = y_train.mean(0)
     n, p = xs.shape
@@ -379,7 +395,8 @@ ESTIMATORS = {"ridge_r2": ridge_r2, "cka": cka_to_input}
 
 @torch.no_grad()
 def retention_curves(archs, depths, images: torch.Tensor, seeds, width: int = 32,
-                     min_depth: int | None = None, lam: float = 1e-3) -> list[dict]:
+                     min_depth: int | None = None, lam: float = 1e-3, bn_mode: str = "eval",
+                     dtype: torch.dtype = torch.float64) -> list[dict]:
     """Run both estimators for every (arch, seed, depth, image); one row per combination.
 
     Rows: ``arch, seed, image, target_depth, depth, ridge_r2, cka``. ``depth`` is the actual layer
@@ -389,8 +406,8 @@ def retention_curves(archs, depths, images: torch.Tensor, seeds, width: int = 32
     min_depth = max(depths) if min_depth is None else min_depth
     for arch in archs:
         for seed in seeds:
-            net = build_stack(arch, seed, min_depth, width)
-            feats = net.taps(images, depths)
+            net = build_stack(arch, seed, min_depth, width, bn_mode, dtype)
+            feats = net.taps(images.to(dtype), depths)
             for target in depths:
                 depth = net.depths[net.nearest(target)]
                 f = feats[depth]

@@ -203,7 +203,10 @@ class DetectionDataset(torch.utils.data.Dataset):
         labels = np.zeros((len(inst), 5), np.float32)
         labels[:, 0] = inst.cls
         labels[:, 1:] = xyxy_to_cxcywh(inst.boxes) / np.array([w, h, w, h], np.float32)
-        chw_rgb = np.ascontiguousarray(image.transpose(2, 0, 1)[::-1])
+        # BGR HWC -> RGB CHW; cv2.split is a fast planar copy, a strided numpy transpose
+        # of the same array costs several times more
+        blue, green, red = cv2.split(image)
+        chw_rgb = np.stack([red, green, blue])
         meta = {"path": rec.path, "image_id": rec.image_id, "orig_shape": rec.shape,
                 "ratio_pad": ratio_pad, "shape": (h, w)}
         return torch.from_numpy(chw_rgb), torch.from_numpy(labels), meta

@@ -464,6 +464,7 @@ def load_records(source: dict, nc: int, name: str, use_cache: bool = True):
                                                 source.get("category_ids"), name, use_cache)
     else:
         records, report, from_cache = scan_yolo(source["images"], nc, name, use_cache)
+    report.name = name  # a cached report may come from a scan under another name
     report.log(from_cache)
     if not records:
         where = source.get("json") or source["images"]

@@ -1,0 +1,93 @@
+"""Training-loader throughput at 640, batch 16, full scratch-high augmentation, 1 and 2 workers.
+
+    python benchmarks/loader.py                       # synthetic set written at 640 px
+    python benchmarks/loader.py path/to/data.yaml     # a dataset YAML (its train split)
+    python benchmarks/loader.py path/to/images/       # any image folder (YOLO layout)
+
+Also measures the floor: JPEG decoding alone (cv2.imread, one process) over the same files.
+A mosaic sample decodes 4 images, plus 4 more when MixUp fires (p=0.15), so the most a loader
+could deliver on `w` cores if decoding were the only cost is  w * decode_rate / 4.6.
+The ratio "loader / floor" says how much of the per-sample time goes into decoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from yolov9lite.data import HYP_SCRATCH_HIGH, build_dataloader, make_synthetic  # noqa: E402
+from yolov9lite.data.labels import list_images  # noqa: E402
+
+
+def data_config(target: str | None):
+    if target is None:
+        return str(make_synthetic("runs/data/synthetic640", num_train=256, num_val=16,
+                                  imgsz=640, seed=0))
+    path = Path(target)
+    if path.is_dir():  # a bare image folder: a throwaway YAML around it
+        yaml_path = Path(tempfile.mkdtemp()) / "data.yaml"
+        yaml_path.write_text(f"path: {path.resolve()}\ntrain: .\nval: .\nnames: [object]\n")
+        return str(yaml_path)
+    return target
+
+
+def loader_rate(cfg, workers: int, batches: int, warmup: int = 2) -> float:
+    loader = build_dataloader(cfg, "train", imgsz=640, batch_size=16, workers=workers,
+                              hyp=HYP_SCRATCH_HIGH, seed=0)
+    def endless():  # a small set may hold fewer batches than we time
+        while True:
+            yield from loader
+
+    it = endless()
+    for _ in range(warmup):  # worker start-up and first prefetch are not throughput
+        next(it)
+    start = time.perf_counter()
+    n = 0
+    for _ in range(batches):
+        images, _, _ = next(it)
+        n += len(images)
+    rate = n / (time.perf_counter() - start)
+    del it, loader
+    return rate
+
+
+def decode_rate(files: list[Path], seconds: float = 3.0) -> float:
+    cv2.setNumThreads(1)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        cv2.imread(str(files[n % len(files)]), cv2.IMREAD_COLOR)
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data", nargs="?", help="dataset YAML or image folder (default synthetic)")
+    parser.add_argument("--batches", type=int, default=16, help="timed batches per setting")
+    args = parser.parse_args()
+    logging.getLogger("yolov9lite.data").setLevel(logging.ERROR)
+    cfg = data_config(args.data)
+    from yolov9lite.data import load_data_config
+    files = list_images(load_data_config(cfg)["train"])
+    decodes_per_sample = 4 * (1 + HYP_SCRATCH_HIGH.mixup)
+    dec = decode_rate(files)
+    print(f"data: {cfg} ({len(files)} train images), cores: {os.cpu_count()}")
+    print(f"JPEG decode only: {dec:.0f} images/s per core "
+          f"(= {dec / decodes_per_sample:.1f} mosaic samples/s per core)")
+    for workers in (1, 2):
+        rate = loader_rate(cfg, workers, args.batches)
+        floor = workers * dec / decodes_per_sample
+        print(f"loader 640, batch 16, full augmentation, workers={workers}: {rate:6.1f} img/s  "
+              f"= {rate / floor:.2f} x the decode-only bound ({floor:.1f} img/s)")
+
+
+if __name__ == "__main__":
+    main()
