@@ -275,7 +275,30 @@ def test_with_built_model():
         pytest.skip(f"yolov9-nano: {e}")
     loss_fn = yolov9lite.DetectionLoss(model)
     assert loss_fn.dual
-    loss, items = loss_fn(model(torch.rand(2, 3, 64, 64)), targets())
+    loss, _ = loss_fn(model(torch.rand(2, 3, 64, 64)), targets())
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_one_host_sync_per_call(dual, monkeypatch):
+    """CPU proxy for GPU host syncs: count the Tensor -> Python conversions during one call.
+
+    The only one should be the ``tolist`` that reads the padded box count M (with the
+    validation flags fused into it)."""
+    preds = [[m.detach().requires_grad_() for m in ms] for ms in dual(feats(), feats(seed=1))]
+    calls = []
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero"):
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    bool(torch.ones(()))  # the spy sees conversions
+    assert calls == ["__bool__"]
+    for lead_head_guided in (False, True):
+        calls.clear()
+        loss, _ = DetectionLoss(dual, lead_head_guided=lead_head_guided)(preds, targets())
+        loss.backward()
+        assert calls == ["tolist"]

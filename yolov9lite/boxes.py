@@ -1,4 +1,4 @@
-"""Box helpers for the loss: format conversion, IoU, Complete-IoU (CIoU) and the box -> distance map.
+"""Box helpers: format conversion, IoU, Complete-IoU (CIoU) and the box -> distance map.
 
 All functions broadcast over leading dimensions and take boxes in the last dimension, so the
 assigner can compare every ground truth with every prediction in one call
@@ -29,6 +29,12 @@ def xywh2xyxy(boxes: torch.Tensor) -> torch.Tensor:
     """(cx, cy, w, h) -> (x1, y1, x2, y2)."""
     xy, wh = boxes[..., :2], boxes[..., 2:4]
     return torch.cat((xy - wh / 2, xy + wh / 2), -1)
+
+
+def xyxy2xywh(boxes: torch.Tensor) -> torch.Tensor:
+    """Corner-xyxy -> centre-xywh along the last dimension."""
+    x1y1, x2y2 = boxes[..., :2], boxes[..., 2:4]
+    return torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), -1)
 
 
 def _sides(boxes: torch.Tensor):

@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import OFFICIAL_MODELS, PRESETS, DetectionModel, ModelConfig, build_model
+from .models import OFFICIAL_MODELS, PRESETS, DetectionModel, ModelConfig, build_model, round_up8
 
 FORMAT_NAME = "yolov9lite"
 FORMAT_VERSION = 1
@@ -305,15 +305,6 @@ def official_key_map(model: DetectionModel) -> dict[str, str]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
-def _official_shapes(name: str, nc: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """Official key -> shape of preset ``name`` with ``nc`` classes (built on the meta device)."""
-    with torch.device("meta"):
-        model = build_model(name, nc)
-    sd = model.state_dict()
-    return tuple((official, tuple(sd[ours].shape)) for ours, official in official_key_map(model).items())
-
-
 def _head_info(state: dict) -> tuple[int, int, bool]:
     """(head index, number of classes, dual head?) of an official state dict."""
     try:
@@ -325,31 +316,59 @@ def _head_info(state: dict) -> tuple[int, int, bool]:
     return head, int(nc), f"model.{head}.cv4.0.0.conv.weight" in state
 
 
-def recognise_official(state: dict) -> tuple[str, int]:
-    """Which preset an official state dict holds, and its number of classes.
+def _candidates(state: dict, head: int, dual: bool) -> list[str]:
+    """Presets with the file's head index, head type and main-head input widths (P3, P4, P5):
+    a cheap filter (no model built) that leaves one candidate for every official file."""
+    box = "cv4" if dual else "cv2"  # the main head's box branch
+    try:
+        widths = tuple(state[f"model.{head}.{box}.{i}.0.conv.weight"].shape[1] for i in range(3))
+    except KeyError:
+        return []
+    out = []
+    for name in RECOGNISED_MODELS:
+        cfg = PRESETS[name]
+        expected = tuple(round_up8(c[0]) for c in (cfg.p3, cfg.p4, cfg.p5))
+        if (cfg.pgi != "none") == dual and official_layer_table(cfg)[1] == head and expected == widths:
+            out.append(name)
+    return out
 
-    Decided by keys and shapes only: the file's keys must be exactly the preset's official keys,
-    with equal shapes. "Converted" yolov9-X files are gelan-X files (spec Section 3).
+
+def _match_official(state: dict) -> tuple[DetectionModel, dict[str, str]]:
+    """Build the preset whose official keys and shapes are exactly those of ``state``.
+
+    Returns the (randomly initialised) model and its ours -> official key map.
     """
     head, nc, dual = _head_info(state)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     near = []
-    for name in RECOGNISED_MODELS:
-        cfg = PRESETS[name]
-        if (cfg.pgi != "none") != dual or official_layer_table(cfg)[1] != head:
-            continue  # cheap filters before building anything
-        expected = dict(_official_shapes(name, nc))
+    for name in _candidates(state, head, dual):
+        model = build_model(name, nc)
+        mapping = official_key_map(model)
+        ours = model.state_dict()
+        expected = {off: tuple(ours[k].shape) for k, off in mapping.items()}
         if expected.keys() != shapes.keys():
+            extra, missing = sorted(shapes.keys() - expected.keys()), sorted(expected.keys() - shapes.keys())
+            near.append(f"{name} (unexpected keys {extra[:2]}, missing keys {missing[:2]})")
             continue
         bad = [k for k in expected if expected[k] != shapes[k]]
         if not bad:
-            return name, nc
+            return model, mapping
         near.append(f"{name} ({len(bad)} shape mismatches, e.g. {bad[0]}: file "
                     f"{shapes[bad[0]]} vs {expected[bad[0]]})")
     hint = "; closest: " + ", ".join(near) if near else ""
     raise CheckpointError(f"unrecognised model: {len(state)} tensors, head at layer {head}, "
                           f"nc={nc}, {'dual' if dual else 'single'} head; expected one of "
                           f"{', '.join(OFFICIAL_MODELS)}{hint}")
+
+
+def recognise_official(state: dict) -> tuple[str, int]:
+    """Which preset an official state dict holds, and its number of classes.
+
+    Decided by keys and shapes only: the file's keys must be exactly the preset's official keys,
+    with equal shapes. "Converted" yolov9-X files are gelan-X files (spec Section 3).
+    """
+    model, _ = _match_official(state)
+    return model.name, model.nc
 
 
 def _class_names(names, nc: int) -> list[str]:
@@ -380,16 +399,14 @@ def model_from_official(obj) -> DetectionModel:
         state = module  # a bare official state dict
     else:
         raise CheckpointError(f"expected an official DetectionModel, found {type(module).__name__}")
-    name, nc = recognise_official(state)
-    model = build_model(name, nc)
-    mapping = official_key_map(model)
+    model, mapping = _match_official(state)
     # official tensors are fp16; every fp16 value is exact in fp32
     model.load_state_dict({ours: state[off].float() if state[off].is_floating_point() else state[off]
                            for ours, off in mapping.items()}, strict=True)
     stride = getattr(module, "stride", None)
     if torch.is_tensor(stride) and stride.tolist() != list(model.strides):
         raise CheckpointError(f"unexpected strides {stride.tolist()} (expected {list(model.strides)})")
-    model.names = _class_names(getattr(module, "names", None), nc)
+    model.names = _class_names(getattr(module, "names", None), model.nc)
     return model.float().eval()
 
 

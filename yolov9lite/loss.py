@@ -117,7 +117,7 @@ def pad_targets(targets: torch.Tensor, batch_size: int, image_wh: tuple[int, int
     counts = torch.zeros(batch_size, dtype=torch.long, device=device).index_add_(
         0, img, torch.ones_like(img))
     # the one host sync: M (needed for the padded shape) and, fused with it, the validation flags
-    stats = [counts.max() if n else counts.new_zeros(())]
+    stats = [counts.max()]
     if validate:
         stats.append(_target_flags(targets, batch_size, num_classes).long())
     stats = torch.cat([s.view(-1) for s in stats]).tolist()
@@ -131,7 +131,8 @@ def pad_targets(targets: torch.Tensor, batch_size: int, image_wh: tuple[int, int
     rank = torch.arange(n, device=device) - first[img_sorted]
     out = targets.new_zeros(batch_size, m, 5)
     out[img_sorted, rank] = targets[order, 1:]
-    scale = torch.tensor(image_wh * 2, dtype=out.dtype, device=device)  # (w, h, w, h)
+    scale = out.new_full((4,), float(image_wh[0]))  # (w, h, w, h), built on the device
+    scale[1::2] = image_wh[1]
     gt_boxes = xywh2xyxy(out[..., 1:5] * scale)
     gt_mask = torch.arange(m, device=device) < counts[:, None]
     return out[..., 0].long(), gt_boxes, gt_mask
@@ -286,5 +287,6 @@ class DetectionLoss:
         parts = [head_loss(d, lg, bx, anchor_points, stride, a, self.reg_max, max_positives)
                  for (d, lg, bx), a in zip(decoded, assignments)]
         total = parts[-1] if len(parts) == 1 else self.aux_weight * parts[0] + parts[1]
-        items = total * torch.tensor(self.gains, dtype=total.dtype, device=total.device)
+        # gains as Python scalars: a torch.tensor(...) here would be a blocking host-to-device copy
+        items = torch.stack([part * gain for part, gain in zip(total, self.gains)])
         return items.sum() * batch_size * self.world_size, items.detach()

@@ -15,22 +15,12 @@ from __future__ import annotations
 import torch
 import torchvision
 
+from .boxes import xywh2xyxy, xyxy2xywh  # noqa: F401  (re-exported: box formats live in boxes.py)
+
 # Offset between classes for the class-offset NMS trick (spec Section 5: "box offset class x 7680").
 # It must exceed any box coordinate so boxes of different classes can never overlap; 7680 is the
 # official value (a 7680-px wide image would be 12x the 640 evaluation size).
 MAX_WH = 7680
-
-
-def xywh2xyxy(x: torch.Tensor) -> torch.Tensor:
-    """Centre-xywh -> corner-xyxy along the last dimension (works for any leading shape)."""
-    xy, wh = x[..., :2], x[..., 2:4]
-    return torch.cat((xy - wh / 2, xy + wh / 2), -1)
-
-
-def xyxy2xywh(x: torch.Tensor) -> torch.Tensor:
-    """Corner-xyxy -> centre-xywh along the last dimension."""
-    x1y1, x2y2 = x[..., :2], x[..., 2:4]
-    return torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), -1)
 
 
 def non_max_suppression(

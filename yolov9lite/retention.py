@@ -286,7 +286,7 @@ def render_mean_abs(feat: torch.Tensor) -> np.ndarray:
     Our default rendering: one number per position saying "how strongly does anything fire here".
     It treats all channels alike, so it is insensitive to which channel happens to carry the input.
     """
-    return _minmax(feat.detach().float().abs().mean(0)).numpy()
+    return _minmax(feat.detach().double().abs().mean(0)).float().numpy()  # scale first: no underflow
 
 
 def render_pca(feat: torch.Tensor, clip: float = 0.01) -> np.ndarray:
@@ -419,13 +419,19 @@ def retention_curves(archs, depths, images: torch.Tensor, seeds, width: int = 32
     return rows
 
 
-def summarise(rows: list[dict], key: str) -> dict[str, dict[str, np.ndarray]]:
-    """{arch: {depth, mean, std, n}} of ``key`` over seeds x images, per target depth."""
+def summarise(rows: list[dict], key: str, floor: float | None = None
+              ) -> dict[str, dict[str, np.ndarray]]:
+    """{arch: {depth, mean, std, n}} of ``key`` over seeds x images, per target depth.
+
+    ``floor`` clips each value from below first (``floor=0`` for R^2: a readout worse than
+    predicting the mean colour carries no information about the input, however negative it is).
+    """
     out = {}
     for arch in dict.fromkeys(r["arch"] for r in rows):
         sub = [r for r in rows if r["arch"] == arch]
         targets = sorted({r["target_depth"] for r in sub})
-        vals = [[r[key] for r in sub if r["target_depth"] == t] for t in targets]
+        vals = [[r[key] if floor is None else max(r[key], floor) for r in sub
+                 if r["target_depth"] == t] for t in targets]
         depth = [next(r["depth"] for r in sub if r["target_depth"] == t) for t in targets]
         out[arch] = dict(depth=np.array(depth), mean=np.array([np.mean(v) for v in vals]),
                          std=np.array([np.std(v) for v in vals]), n=np.array([len(v) for v in vals]))

@@ -448,7 +448,7 @@ def train_one_epoch(s: State, loader, loss_fn, cfg: dict, dinfo: DistInfo, devic
     bar = tqdm(total=nb, disable=not (dinfo.main and cfg["verbose"]), dynamic_ncols=True,
                desc=f"epoch {epoch + 1}/{epochs}", bar_format="{l_bar}{bar:12}{r_bar}")
     t0 = time.perf_counter()
-    for i, (images, targets, _metas) in enumerate(loader):
+    for i, (images, targets, metas) in enumerate(loader):
         if i >= nb:
             break
         ni = i + nb * epoch  # batches since the start of training
@@ -466,8 +466,8 @@ def train_one_epoch(s: State, loader, loss_fn, cfg: dict, dinfo: DistInfo, devic
 
         if not all_ranks_finite(loss, dinfo):
             s.nonfinite_streak += 1
-            where = f"epoch {epoch + 1}, batch {i} (images {[m['path'] for m in _metas][:4]}...)"
-            warnings.warn(f"non-finite loss {loss.item()} at {where}: batch skipped "
+            where = f"epoch {epoch + 1}, batch {i} (images {[m['path'] for m in metas][:4]}...)"
+            warnings.warn(f"non-finite loss (this rank: {loss.item():.4g}) at {where}: batch skipped "
                           f"({s.nonfinite_streak} in a row)", RuntimeWarning, stacklevel=2)
             if s.nonfinite_streak >= cfg["max_nonfinite"]:
                 last = save_dir / "weights" / "last.pt" if save_dir else None
@@ -573,7 +573,10 @@ def train(model: str = "gelan-nano", data: str | dict = "synthetic", epochs: int
         save_dir = path.resolve().parent.parent
 
     # ---- device, processes, seeds
-    dev = select_device(cfg["device"], int(os.environ.get("LOCAL_RANK", 0)))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    dev = select_device(cfg["device"], local_rank)
+    if dev.type == "cuda" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        dev = torch.device(f"cuda:{local_rank}")  # under torchrun: one GPU per process
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     dinfo = setup_distributed(dev)
@@ -644,7 +647,10 @@ def _train(cfg: dict, device: torch.device, dinfo: DistInfo, ckpt: dict | None,
     if channels_last:
         model.to(memory_format=torch.channels_last)
     if dinfo.ddp and cfg["sync_bn"]:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if device.type == "cuda":  # official for 8-GPU runs: BN statistics over the global batch
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            warnings.warn("sync_bn ignored: SyncBatchNorm needs CUDA", RuntimeWarning, stacklevel=2)
     wd = scaled_weight_decay(cfg["weight_decay"], cfg["batch_size"], cfg["nominal_batch"])
     optimizer = build_optimizer(model, cfg["lr0"], cfg["momentum"], wd)
     net = model
@@ -683,8 +689,8 @@ def _train(cfg: dict, device: torch.device, dinfo: DistInfo, ckpt: dict | None,
     while s.epoch < epochs:
         epoch = s.epoch
         mosaic = epoch < epochs - cfg["close_mosaic"]
-        if hasattr(train_loader.dataset, "set_mosaic"):
-            train_loader.dataset.set_mosaic(mosaic)
+        if not mosaic and hasattr(train_loader.dataset, "set_mosaic"):
+            train_loader.dataset.set_mosaic(False)  # close mosaic (also after a resume)
         set_loader_epoch(train_loader, data_seed, epoch)
         record = {"epoch": epoch + 1, "mosaic": int(mosaic and train_loader.dataset.mosaic)
                   if hasattr(train_loader.dataset, "mosaic") else None}

@@ -1,0 +1,142 @@
+"""``yolov9lite figures``: regenerate every figure and table by running the notebooks.
+
+Every notebook ``notebooks/NN_name.ipynb`` (two digits, then a name) is executed with papermill at
+its default (laptop) scale, or with ``notebooks/params/NN_name.full.yaml`` when ``--full`` is given.
+The executed copy goes to ``runs/figures/`` (git-ignored); the figures and tables go to
+``figures/`` because the command passes the notebook parameter ``fig_dir``. Notebooks added later
+are picked up automatically. Run it twice: the PNG files do not change (see :mod:`yolov9lite.viz`).
+
+    yolov9lite figures                     # all notebooks
+    yolov9lite figures --only 01           # those whose file name contains "01"
+    yolov9lite figures --full --runs runs/full
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+KERNEL = "python3"  # ipykernel's spec inside the environment; jupyter_client runs sys.executable
+
+
+def repo_root() -> Path:
+    """The checkout: the current directory if it has ``notebooks/``, else the package's parent
+    (the package is installed editable, so that is the clone)."""
+    cwd = Path.cwd()
+    if (cwd / "notebooks").is_dir():
+        return cwd
+    return Path(__file__).resolve().parents[1]
+
+
+def discover(notebook_dir: Path, only: list[str] | None = None) -> list[Path]:
+    """Numbered notebooks in reading order, optionally filtered by substrings of their names."""
+    paths = sorted(notebook_dir.glob(NOTEBOOK_GLOB))
+    if only:
+        paths = [p for p in paths if any(s in p.stem for s in only)]
+    return paths
+
+
+def full_params_path(nb: Path) -> Path:
+    return nb.parent / "params" / f"{nb.stem}.full.yaml"
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    if not folder.is_dir():
+        return {}
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_notebook(nb: Path, output: Path, parameters: dict, kernel: str = KERNEL) -> None:
+    """Execute ``nb`` with papermill, working directory = the notebook's folder (as in Jupyter and
+    nbval), so relative paths in notebooks mean the same everywhere."""
+    import papermill as pm
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(nb), str(output), parameters=parameters, kernel_name=kernel,
+                        cwd=str(nb.parent), progress_bar=False, log_output=False)
+
+
+def notebook_parameters(nb: Path) -> dict:
+    import papermill as pm
+
+    return pm.inspect_notebook(str(nb))
+
+
+def build_parameters(nb: Path, fig_dir: Path, full: bool) -> dict:
+    """``fig_dir`` (when the notebook has it) plus, with ``--full``, the notebook's full.yaml."""
+    import yaml
+
+    declared = notebook_parameters(nb)
+    params: dict = {}
+    if full and full_params_path(nb).exists():
+        params.update(yaml.safe_load(full_params_path(nb).read_text()) or {})
+        unknown = sorted(set(params) - set(declared))
+        if unknown:
+            raise ValueError(f"{full_params_path(nb)}: unknown parameter(s) {unknown}")
+    if "fig_dir" in declared:
+        params["fig_dir"] = str(fig_dir.resolve())
+    return params
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="yolov9lite figures", description=__doc__.split("\n")[0])
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="run only notebooks whose name contains NAME (repeatable)")
+    parser.add_argument("--out", default="figures", help="where figures and tables go")
+    parser.add_argument("--runs", default="runs/figures", help="where executed notebooks go")
+    parser.add_argument("--notebooks", default=None, help="notebook folder (default: notebooks/)")
+    parser.add_argument("--full", action="store_true",
+                        help="use notebooks/params/<name>.full.yaml (full scale; slow)")
+    parser.add_argument("--kernel", default=KERNEL, help="Jupyter kernel name")
+    args = parser.parse_args(argv)
+
+    root = repo_root()
+    nb_dir = Path(args.notebooks) if args.notebooks else root / "notebooks"
+    out = Path(args.out) if Path(args.out).is_absolute() else root / args.out
+    runs = Path(args.runs) if Path(args.runs).is_absolute() else root / args.runs
+    notebooks = discover(nb_dir, args.only)
+    if not notebooks:
+        print(f"yolov9lite figures: no notebook matches in {nb_dir}", file=sys.stderr)
+        return 2
+    # headless: the kernel inherits this, so plt.show() never needs a display
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+    before = _snapshot(out)
+    failed, t_all = [], time.perf_counter()
+    for i, nb in enumerate(notebooks, 1):
+        t0 = time.perf_counter()
+        print(f"[{i}/{len(notebooks)}] {nb.name} ...", end=" ", flush=True)
+        try:
+            run_notebook(nb, runs / nb.name, build_parameters(nb, out, args.full), args.kernel)
+            print(f"ok ({time.perf_counter() - t0:.1f} s)", flush=True)
+        except Exception as err:  # report, then go on with the other notebooks
+            first = str(err).strip().splitlines()
+            print(f"FAILED ({time.perf_counter() - t0:.1f} s): {type(err).__name__}: "
+                  f"{first[-1] if first else ''}", flush=True)
+            print(f"      executed copy with the traceback: {runs / nb.name}", flush=True)
+            failed.append(nb.name)
+
+    after = _snapshot(out)
+    new = sorted(set(after) - set(before))
+    changed = sorted(k for k in after if k in before and after[k] != before[k])
+    same = len(after) - len(new) - len(changed)
+    print(f"\n{len(notebooks) - len(failed)}/{len(notebooks)} notebooks ran in "
+          f"{time.perf_counter() - t_all:.1f} s; {out.relative_to(root) if out.is_relative_to(root) else out}/: "
+          f"{len(new)} new, {len(changed)} changed, {same} unchanged files")
+    for name in new:
+        print(f"  new      {name}")
+    for name in changed:
+        print(f"  changed  {name}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

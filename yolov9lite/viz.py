@@ -1,0 +1,133 @@
+"""One plotting style and deterministic figure/table files for every notebook.
+
+``paper_style()`` fixes the look (font, sizes, colours) so that figures from different notebooks
+match; ``save_figure()`` writes a PNG whose bytes depend only on what was drawn, plus a sidecar JSON
+saying how it was made; ``save_table()`` writes the same rows as Markdown and CSV.
+
+Why the PNG is reproducible: matplotlib's Agg renderer is deterministic for the same inputs, the
+font is DejaVu Sans (shipped inside matplotlib, so identical on every machine), and the only
+volatile PNG metadata matplotlib writes, ``Software: Matplotlib version X``, is removed. The sidecar
+JSON carries no timestamp and no git commit: both would change on every run or every commit while
+the figure itself does not, so regenerating figures would dirty the tree forever. It records what
+does determine the figure: the notebook's parameters, the seed and the library versions.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+from pathlib import Path
+
+import matplotlib as mpl
+
+# One colour per architecture, used by every notebook (colour-blind-safe "tab10" entries).
+ARCH_COLORS = {
+    "plain": "#d62728", "resnet": "#ff7f0e", "cspnet": "#2ca02c", "gelan": "#1f77b4",
+    "revnet": "#9467bd", "preact": "#8c564b",
+}
+DPI = 150  # savefig resolution of every committed PNG
+
+STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "figure.dpi": 100,
+    "savefig.dpi": DPI,
+    "figure.figsize": (6.4, 4.0),
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "image.cmap": "viridis",
+    "svg.hashsalt": "yolov9lite",
+    "path.simplify": True,
+    "axes.prop_cycle": mpl.cycler(color=list(ARCH_COLORS.values())),
+}
+
+
+def paper_style() -> None:
+    """Apply the project's fixed matplotlib style (call once at the top of a notebook)."""
+    mpl.rcParams.update(STYLE)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that determine a figure's pixels."""
+    import numpy
+    import torch
+
+    import yolov9lite
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "matplotlib": mpl.__version__,
+            "yolov9lite": yolov9lite.__version__}
+
+
+def _jsonable(value):
+    """Parameters as plain JSON (tuples -> lists, paths and other objects -> str)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return str(value)
+
+
+def write_sidecar(path: Path, **info) -> Path:
+    """``<name>.json`` next to a figure or table: sorted keys, so the bytes are stable too."""
+    info["versions"] = versions()
+    path.write_text(json.dumps(_jsonable(info), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def save_figure(fig, name: str, fig_dir: str | Path, params: dict | None = None,
+                seed: int | None = None, source: str | None = None,
+                dpi: int = DPI) -> Path:
+    """Write ``fig_dir/name.png`` (deterministic bytes) and ``fig_dir/name.json``; return the PNG.
+
+    ``params`` are the notebook parameters that produced the figure (leave out output folders, which
+    differ between machines), ``source`` the notebook's name. The figure is not closed, so a
+    notebook can still display it.
+    """
+    fig_dir = Path(fig_dir)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    png = fig_dir / f"{name}.png"
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    data = buf.getvalue()
+    if not png.exists() or png.read_bytes() != data:  # leave identical files untouched
+        png.write_bytes(data)
+    write_sidecar(fig_dir / f"{name}.json", figure=f"{name}.png", source=source,
+                  params=params or {}, seed=seed)
+    return png
+
+
+def _fmt(value, floatfmt: str) -> str:
+    return format(value, floatfmt) if isinstance(value, float) else str(value)
+
+
+def save_table(rows: list[dict], name: str, out_dir: str | Path, columns: list[str] | None = None,
+               floatfmt: str = ".3f", params: dict | None = None, seed: int | None = None,
+               source: str | None = None) -> tuple[Path, Path]:
+    """Write ``rows`` (a list of dicts) as ``name.md`` (a GitHub table) and ``name.csv``, plus a
+    sidecar ``name.json``; return the two table paths. Floats use ``floatfmt`` in both files."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = list(columns or (rows[0].keys() if rows else []))
+    cells = [[_fmt(r.get(c, ""), floatfmt) for c in columns] for r in rows]
+    md = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    md += ["| " + " | ".join(row) + " |" for row in cells]
+    md_path, csv_path = out_dir / f"{name}.md", out_dir / f"{name}.csv"
+    md_path.write_text("\n".join(md) + "\n")
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(cells)
+    write_sidecar(out_dir / f"{name}.json", table=[md_path.name, csv_path.name], source=source,
+                  params=params or {}, seed=seed)
+    return md_path, csv_path
