@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install $(TORCH_CONSTRAINTS) -e ".[notebooks,dev]"
+	$(PY) -m pip install $(TORCH_CONSTRAINTS) -e ".[train,notebooks,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

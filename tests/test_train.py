@@ -18,11 +18,18 @@ import torch.multiprocessing as mp
 import yolov9lite.train as T
 from yolov9lite import build_model
 from yolov9lite.data import make_synthetic
-from yolov9lite.optim import (ModelEMA, build_optimizer, lr_factor, param_groups,
-                              scaled_weight_decay, schedule, warmup_iters)
+from yolov9lite.optim import (
+    ModelEMA,
+    build_optimizer,
+    lr_factor,
+    param_groups,
+    scaled_weight_decay,
+    schedule,
+    warmup_iters,
+)
 
-TINY = dict(model="gelan-nano", imgsz=64, workers=0, tensorboard=False, plots=False,
-            verbose=False, device="cpu")
+TINY = {"model": "gelan-nano", "imgsz": 64, "workers": 0, "tensorboard": False,
+        "plots": False, "verbose": False, "device": "cpu"}
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +65,7 @@ def test_param_groups_order_and_decay():
 
 
 def test_schedule_warmup_and_decay():
-    kw = dict(epochs=10, nw=100, batch_size=16)
+    kw = {"epochs": 10, "nw": 100, "batch_size": 16}
     s0 = schedule(0, 0, **kw)
     assert s0["lr"] == [0.1, 0.0, 0.0] and s0["momentum"] == 0.8 and s0["accumulate"] == 1
     s_end = schedule(100, 0, **kw)  # end of warm-up: everything at lr0 * lf(0)
@@ -123,9 +130,9 @@ def test_resume_is_exact(data_yaml, tmp_path):
     state, bit for bit (CPU, deterministic, workers=0). With 3 batches per epoch and 2 batches
     per step (batch 4, nominal 8, no warm-up), a nominal batch spans the first epoch boundary, so
     the pending gradients must round-trip too; mosaic closes in the last epoch."""
-    kw = dict(data=data_yaml, epochs=3, batch_size=4, max_batches=3, nominal_batch=8,
-              warmup_epochs=0, close_mosaic=1, val_interval=0, deterministic=True,
-              project=tmp_path, **TINY)
+    kw = {"data": data_yaml, "epochs": 3, "batch_size": 4, "max_batches": 3,
+          "nominal_batch": 8, "warmup_epochs": 0, "close_mosaic": 1, "val_interval": 0,
+          "deterministic": True, "project": tmp_path, **TINY}
     straight = T.train(name="straight", **kw)
     with pytest.raises(_Stop):
         T.train(name="killed", callbacks=_stop_after(1), **kw)

@@ -176,11 +176,12 @@ def restricted_load(path: str | os.PathLike):
 def _explain_refusal(path: Path, err: Exception) -> Exception:
     """Turn torch's weights-only message (which suggests ``weights_only=False``) into ours."""
     text = str(err)
-    if "Weights only load failed" not in text and "GLOBAL" not in text and "global" not in text:
-        # an UnpicklingError that is not about globals: a damaged pickle stream
-        return CheckpointError(f"{path}: the pickle data is damaged or truncated ({text.splitlines()[0]})")
     match = _REFUSED.search(text)
-    what = next((g for g in match.groups() if g), "?") if match else "an unknown object"
+    if match is None:  # not about a global: a damaged stream or an opcode the VM does not run
+        detail = text.split("WeightsUnpickler error:")[-1].strip().splitlines()[0] if text else ""
+        return CheckpointError(f"{path}: cannot read this file as a PyTorch checkpoint; it is "
+                               f"truncated or corrupted ({detail}); nothing from it was executed")
+    what = next(g for g in match.groups() if g)
     return UnsafeCheckpointError(
         f"refused to load {path}: it references {what}, which is not part of an official YOLOv9 "
         f"or yolov9lite checkpoint. Nothing from the file was executed. If you trust the file, "

@@ -287,7 +287,7 @@ def evaluate(
     Args:
         model: a built detector; in eval mode it returns ``(B, 4 + nc, A)`` (a tuple/list output
             is accepted and its first element used). It is put in eval mode for the run and its
-            training mode (and dtype, if ``half``) are restored afterwards, so a training loop can
+            training mode is restored afterwards (FP16 runs under autocast, weights untouched), so a training loop can
             call this mid-training.
         data: data config name/path or an already loaded config dict
             (``yolov9lite.data.load_data_config``).
@@ -327,10 +327,10 @@ def evaluate(
     device = torch.device(device) if device is not None else _model_device(model)
     half = half and device.type == "cuda"  # FP16 convolutions are slow or missing on CPU
     was_training = model.training
-    orig_dtype = next(model.parameters(), torch.empty(0)).dtype
     model.to(device).eval()
-    if half:
-        model.half()
+    # FP16 through autocast rather than model.half(): the caller's (float32) weights are never
+    # rounded, which matters when a training loop evaluates its live model.
+    autocast = torch.autocast("cuda", dtype=torch.float16, enabled=half)
 
     records, image_ids = [], []
     t_pre = t_inf = t_nms = 0.0
@@ -338,9 +338,10 @@ def evaluate(
         for images, _targets, metas in dataloader:
             t0 = time.perf_counter()
             x = images.to(device, non_blocking=True)
-            x = (x.half() if half else x.float()) / 255  # uint8 0-255 -> 0-1
+            x = x.float() / 255  # uint8 0-255 -> 0-1
             t1 = time.perf_counter()
-            pred = model(x)
+            with autocast:
+                pred = model(x)
             if isinstance(pred, (list, tuple)):
                 pred = pred[0]
             if pred.shape[1] - 4 != len(cat_ids):
@@ -357,8 +358,6 @@ def evaluate(
             image_ids += ids
             t_pre, t_inf, t_nms = t_pre + t1 - t0, t_inf + t2 - t1, t_nms + t3 - t2
     finally:
-        if half:
-            model.to(orig_dtype)
         model.train(was_training)
 
     if save_json is not None:

@@ -110,13 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     failed, t_all = [], time.perf_counter()
     for i, nb in enumerate(notebooks, 1):
         t0 = time.perf_counter()
-        print(f"[{i}/{len(notebooks)}] {nb.name} ...", end=" ", flush=True)
+        tag = f"[{i}/{len(notebooks)}] {nb.name}"
+        print(f"{tag} ...", flush=True)
         try:
             run_notebook(nb, runs / nb.name, build_parameters(nb, out, args.full), args.kernel)
-            print(f"ok ({time.perf_counter() - t0:.1f} s)", flush=True)
-        except Exception as err:  # report, then go on with the other notebooks
+            print(f"{tag} ok ({time.perf_counter() - t0:.1f} s)", flush=True)
+        except Exception as err:  # noqa: BLE001  (report it, then run the other notebooks)
             first = str(err).strip().splitlines()
-            print(f"FAILED ({time.perf_counter() - t0:.1f} s): {type(err).__name__}: "
+            print(f"{tag} FAILED ({time.perf_counter() - t0:.1f} s): {type(err).__name__}: "
                   f"{first[-1] if first else ''}", flush=True)
             print(f"      executed copy with the traceback: {runs / nb.name}", flush=True)
             failed.append(nb.name)

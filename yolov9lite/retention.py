@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
-from .blocks import Conv, ConvBlock, RepConvN, RepNCSP, RepNCSPELAN4, ResBlock
+from .blocks import Conv, ConvBlock, RepNCSP, RepNCSPELAN4, ResBlock
 
 ARCHS = ("plain", "resnet", "cspnet", "gelan")  # the four networks of Figures 2 and 6
 ARCH_NAMES = {"plain": "PlainNet", "resnet": "ResNet", "cspnet": "CSPNet", "gelan": "GELAN",
@@ -109,9 +109,16 @@ def conv_depth(module: nn.Module, channels: int) -> int:
     count one (they are side by side, and fuse into one 3x3 conv at deployment), and additions,
     concatenations, splits and pooling count zero.
     """
-    x = torch.randn(2, channels, 8, 8, requires_grad=True)
-    with torch.enable_grad():
-        out = module(x)
+    dtype = next(module.parameters()).dtype
+    g = torch.Generator().manual_seed(0)  # leave the global RNG (weight init) untouched
+    x = torch.randn(2, channels, 8, 8, generator=g, dtype=dtype).requires_grad_()
+    was_training = module.training
+    module.eval()  # and leave BN running statistics untouched
+    try:
+        with torch.enable_grad():
+            out = module(x)
+    finally:
+        module.train(was_training)
     memo: dict = {}
     todo = [out.grad_fn]
     while todo:  # iterative post-order DFS (deep stacks would overflow recursion)
@@ -300,6 +307,7 @@ def render_pca(feat: torch.Tensor, clip: float = 0.01) -> np.ndarray:
     c, h, w = feat.shape
     x = feat.detach().double().reshape(c, h * w).T  # (HW, C)
     x = x - x.mean(0)
+    x = x / x.abs().max() if x.abs().max() > 0 else x  # scale-free (maps of 1e-100 are fine)
     _, _, vh = torch.linalg.svd(x, full_matrices=False)
     vh = vh[:3]
     sign = torch.sign(vh.gather(1, vh.abs().argmax(1, keepdim=True)))
@@ -307,7 +315,8 @@ def render_pca(feat: torch.Tensor, clip: float = 0.01) -> np.ndarray:
     if z.shape[1] < 3:
         z = torch.cat([z, z.new_zeros(h * w, 3 - z.shape[1])], 1)
     lo, hi = torch.quantile(z, clip, 0), torch.quantile(z, 1 - clip, 0)
-    z = ((z - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    z = ((z - lo) / span).clamp(0, 1)
     return z.reshape(h, w, 3).float().numpy()
 
 
@@ -378,6 +387,8 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     """
     x = x.double() - x.double().mean(0)
     y = y.double() - y.double().mean(0)
+    # CKA is scale-invariant; rescale first so that features of size 1e-100 do not underflow
+    x, y = x / x.abs().max().clamp_min(1e-300), y / y.abs().max().clamp_min(1e-300)
     num = (y.T @ x).square().sum()
     den = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
     return float(num / den) if den > 0 else 0.0

@@ -43,13 +43,11 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import math
 import os
 import random
 import sys
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,8 +58,14 @@ from torch import nn
 
 from .loss import ITEM_NAMES, DetectionLoss
 from .models import build_model
-from .optim import (ModelEMA, apply_schedule, build_optimizer, scaled_weight_decay, schedule,
-                    warmup_iters)
+from .optim import (
+    ModelEMA,
+    apply_schedule,
+    build_optimizer,
+    scaled_weight_decay,
+    schedule,
+    warmup_iters,
+)
 
 MAX_GRAD_NORM = 10.0  # official clip_grad_norm_ max_norm (applied after unscaling)
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
@@ -111,8 +115,8 @@ class DistInfo:
 def setup_distributed(device: torch.device) -> DistInfo:
     """Join the process group that ``torchrun`` describes in the environment (RANK, WORLD_SIZE,
     LOCAL_RANK, MASTER_ADDR, MASTER_PORT); a plain run has WORLD_SIZE unset = 1 process."""
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    info = DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), world_size)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    info = DistInfo(int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world_size)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         kwargs = {"device_id": device} if device.type == "cuda" else {}
@@ -219,7 +223,7 @@ def _load(path: str | Path) -> dict:
         raise TrainError(f"resume checkpoint {str(path)!r} does not exist")
     try:
         ckpt = load_checkpoint(path)
-    except Exception as err:  # noqa: BLE001 - report what was wrong with the file, not a trace
+    except Exception as err:  # report what was wrong with the file, not a traceback
         raise TrainError(f"cannot read resume checkpoint {str(path)!r}: {type(err).__name__}: "
                          f"{err}") from err
     missing = [k for k in ("train_state", "train_config", "epoch") if k not in ckpt]
@@ -309,8 +313,8 @@ def tensorboard_writer(save_dir: Path, enabled: bool):
 def plot_history(history: list[dict], path: str | Path | None = None):
     """Loss, learning-rate and mAP curves of a run, one panel each; returns the matplotlib
     Figure (shown inline in a notebook) and writes it to ``path`` if given."""
-    from matplotlib.figure import Figure  # no pyplot: works without a display, no global state
     import seaborn as sns
+    from matplotlib.figure import Figure  # no pyplot: works without a display, no global state
 
     panels = [("train loss", [f"train/{k}" for k in ITEM_NAMES] + ["train/loss"]),
               ("learning rate", ["lr/bias", "lr/weight_decay", "lr/bn_weight"]),
@@ -340,6 +344,8 @@ def _fire(callbacks: dict | None, event: str, *args) -> None:
 
 def _plain(value):
     """Config values as plain Python (paths -> str), so checkpoints load with weights_only."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # e.g. a data.Hyp
+        return _plain(dataclasses.asdict(value))
     if isinstance(value, dict):
         return {str(k) if isinstance(k, Path) else k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -445,6 +451,8 @@ def train_one_epoch(s: State, loader, loss_fn, cfg: dict, dinfo: DistInfo, devic
     sums = torch.zeros(len(ITEM_NAMES), device=device)
     n_ok = n_images = 0
     settings = {}
+    recipe = {k: cfg[k] for k in ("lr0", "lrf", "cos_lr", "momentum", "warmup_momentum",
+                                  "warmup_bias_lr", "nominal_batch")}
     bar = tqdm(total=nb, disable=not (dinfo.main and cfg["verbose"]), dynamic_ncols=True,
                desc=f"epoch {epoch + 1}/{epochs}", bar_format="{l_bar}{bar:12}{r_bar}")
     t0 = time.perf_counter()
@@ -452,10 +460,7 @@ def train_one_epoch(s: State, loader, loss_fn, cfg: dict, dinfo: DistInfo, devic
         if i >= nb:
             break
         ni = i + nb * epoch  # batches since the start of training
-        settings = schedule(ni, epoch, epochs=epochs, nw=nw, batch_size=batch_size,
-                            **{k: cfg[k] for k in ("lr0", "lrf", "cos_lr", "momentum",
-                                                   "warmup_momentum", "warmup_bias_lr",
-                                                   "nominal_batch")})
+        settings = schedule(ni, epoch, epochs=epochs, nw=nw, batch_size=batch_size, **recipe)
         apply_schedule(s.optimizer, settings)
 
         x = to_model_input(images, device, cfg["channels_last"])
@@ -487,14 +492,13 @@ def train_one_epoch(s: State, loader, loss_fn, cfg: dict, dinfo: DistInfo, devic
         sums += items
         n_ok += 1
         n_images += images.shape[0] * dinfo.world_size
-        if bar.disable:
-            continue
-        mean = (sums / n_ok).tolist()
-        speed = n_images / (time.perf_counter() - t0)
-        bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in zip(ITEM_NAMES, mean))
-                            + f" lr {settings['lr'][1]:.2e} {speed:.1f} img/s"
-                            + f" {len(targets)} obj {x.shape[-1]}px")
-        bar.update()
+        if not bar.disable:  # the running means cost a host sync: only when shown
+            mean = (sums / n_ok).tolist()
+            speed = n_images / (time.perf_counter() - t0)
+            bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in zip(ITEM_NAMES, mean))
+                                + f" lr {settings['lr'][1]:.2e} {speed:.1f} img/s"
+                                + f" {len(targets)} obj {x.shape[-1]}px")
+            bar.update()
     bar.close()
     elapsed = time.perf_counter() - t0
     mean = (sums / max(n_ok, 1)).tolist()
@@ -573,9 +577,9 @@ def train(model: str = "gelan-nano", data: str | dict = "synthetic", epochs: int
         save_dir = path.resolve().parent.parent
 
     # ---- device, processes, seeds
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = select_device(cfg["device"], local_rank)
-    if dev.type == "cuda" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+    if dev.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         dev = torch.device(f"cuda:{local_rank}")  # under torchrun: one GPU per process
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
@@ -592,7 +596,7 @@ def _check_inputs(cfg: dict, dinfo: DistInfo):
     from .data import load_data_config
 
     try:
-        data_cfg = cfg["data"] if isinstance(cfg["data"], dict) else load_data_config(cfg["data"])
+        data_cfg = load_data_config(cfg["data"])  # a YAML path, "synthetic" or a dict
     except (OSError, ValueError, KeyError) as err:
         raise TrainError(f"data {cfg['data']!r}: {err}") from err
     try:

@@ -1,0 +1,115 @@
+"""yolov9lite.retention: layer counting, deep stacks, invertibility, estimators, renderings."""
+import math
+
+import pytest
+import torch
+
+from yolov9lite import retention as R
+
+
+@pytest.mark.parametrize("arch, layers", [("plain", 1), ("resnet", 3), ("cspnet", 12),
+                                          ("gelan", 12), ("revnet", 2), ("preact", 2)])
+def test_layers_per_unit(arch, layers):
+    assert R.conv_depth(R.make_unit(arch, 16), 16) == layers
+
+
+def test_conv_depth_ignores_parallel_branches():
+    from yolov9lite.blocks import Conv, RepConvN
+    assert R.conv_depth(RepConvN(8, 8), 8) == 1  # 3x3 and 1x1 side by side
+    assert R.conv_depth(torch.nn.Sequential(Conv(8, 8, 3), Conv(8, 8, 1)), 8) == 2
+
+
+@pytest.mark.parametrize("arch", R.ARCHS)
+def test_stacks_reach_200_layers_and_tap_nearest(arch):
+    net = R.build_stack(arch, seed=0, min_depth=200, width=8)
+    assert net.depth >= 200
+    per_unit = R.conv_depth(net.units[0], 8)
+    assert net.depth - 200 < per_unit  # no more units than needed
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        taps = net.taps(x, [1, 50, 200])
+    for want, got in zip([1, 50, 200], sorted(taps)):
+        assert abs(got - want) <= per_unit / 2 + 1e-9
+        assert taps[got].shape == (2, 8, 8, 8)
+
+
+def test_stacks_are_seeded():
+    a = R.build_stack("gelan", seed=3, min_depth=30, width=8)
+    b = R.build_stack("gelan", seed=3, min_depth=30, width=8)
+    c = R.build_stack("gelan", seed=4, min_depth=30, width=8)
+    for p, q, r in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(p, q)
+    assert not all(torch.equal(p, r) for p, r in zip(a.parameters(), c.parameters()))
+
+
+def test_additive_coupling_inverse():
+    unit = R.AdditiveCoupling(8).double().eval()
+    x = torch.randn(2, 8, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(unit.inverse(unit(x)), x, rtol=0, atol=1e-12)
+    with pytest.raises(AssertionError):
+        unit.train().inverse(x)
+
+
+def test_cka_properties():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 4, generator=g, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))
+    assert math.isclose(R.linear_cka(x, x), 1, abs_tol=1e-12)
+    assert math.isclose(R.linear_cka(x, 5 * x @ q + 2), 1, abs_tol=1e-12)
+    assert R.linear_cka(x, torch.randn(300, 4, generator=g, dtype=torch.float64)) < 0.1
+
+
+def test_ridge_recovers_linear_maps_and_rejects_noise():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(3, 3, 8, 8, generator=g, dtype=torch.float64)
+    mix = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    feats = torch.einsum("bchw,kc->bkhw", images, mix)  # features = a linear map of the input
+    assert min(R.ridge_r2(feats, images, lam=1e-8)) > 0.999
+    noise = torch.randn(3, 6, 8, 8, generator=g, dtype=torch.float64)
+    assert max(R.ridge_r2(noise, images, lam=1e-3)) < 0.2
+    assert R.ridge_r2(feats[:1], images[:1], lam=1e-8)[0] > 0.999  # single image: half split
+
+
+def test_estimators_are_scale_free():
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    feats = torch.randn(2, 5, 8, 8, generator=g, dtype=torch.float64) + images.mean(1, True)
+    for scale in (1e-100, 1e50):
+        assert R.cka_to_input(scale * feats, images) == pytest.approx(
+            R.cka_to_input(feats, images), rel=1e-9)
+        assert R.ridge_r2(scale * feats, images) == pytest.approx(
+            R.ridge_r2(feats, images), rel=1e-6)
+
+
+def test_renderings_handle_tiny_maps():
+    f = torch.randn(8, 6, 6, dtype=torch.float64)
+    for scale in (1.0, 1e-100):
+        m, p = R.render_mean_abs(scale * f), R.render_pca(scale * f)
+        assert m.shape == (6, 6) and m.min() == 0 and m.max() == 1
+        assert p.shape == (6, 6, 3) and p.min() >= 0 and p.max() <= 1 and p.std() > 0.1
+
+
+def test_retention_curves_shallow_vs_plain():
+    images = R.image_batch(3, 24)
+    rows = R.retention_curves(["plain", "resnet"], [1, 40], images, seeds=[0], width=8)
+    assert len(rows) == 2 * 2 * 3
+    s = R.summarise(rows, "cka")
+    assert s["plain"]["mean"][0] > 0.5  # the stem still sees the image
+    assert s["plain"]["mean"][1] < s["resnet"]["mean"][1]  # plain forgets faster
+
+
+def test_images_ship_with_matplotlib():
+    assert R.sample_image_path().exists()
+    x = R.image_batch(6, 32)
+    assert x.shape == (6, 3, 32, 32) and 0 <= x.min() and x.max() <= 1
+    assert len({round(float(v), 4) for v in x.mean((1, 2, 3))}) == 6  # six different images
+
+
+def test_conv_depth_has_no_side_effects():
+    unit = R.make_unit("gelan", 8)
+    state = {k: v.clone() for k, v in unit.state_dict().items()}
+    rng = torch.get_rng_state()
+    R.conv_depth(unit, 8)
+    assert all(torch.equal(state[k], v) for k, v in unit.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state()) and unit.training
