@@ -26,7 +26,9 @@ models: $(STAMP)
 	$(PY) -m yolov9lite models
 
 test: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest -q --durations=15
+	$(PY) -m nbstripout --verify notebooks/*.ipynb
+	MPLBACKEND=Agg $(PY) -m pytest -q --durations=25 \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 tests notebooks
 
 lint: $(STAMP)
 	$(PY) -m ruff check yolov9lite tests benchmarks

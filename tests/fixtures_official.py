@@ -86,8 +86,8 @@ def _new(cls, **attrs) -> nn.Module:
 
 def _head(model, classes) -> nn.Module:
     head = model.head
-    attrs = dict(nc=model.nc, nl=3, reg_max=16, no=model.nc + 64, inplace=True,
-                 stride=torch.tensor([8.0, 16.0, 32.0]))
+    attrs = {"nc": model.nc, "nl": 3, "reg_max": 16, "no": model.nc + 64, "inplace": True,
+             "stride": torch.tensor([8.0, 16.0, 32.0])}
     if not model.has_aux:
         out = _officialise(head, classes)
         out.__dict__.update(attrs)

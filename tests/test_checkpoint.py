@@ -18,12 +18,20 @@ import sys
 
 import pytest
 import torch
-
 from fixtures_official import official_modules, write_official_checkpoint
+
 from yolov9lite import build_model
 from yolov9lite.checkpoint import (
-    CheckpointError, UnsafeCheckpointError, convert_main, deploy_main, load_checkpoint,
-    load_model, load_official, model_from_checkpoint, official_key_map, recognise_official,
+    CheckpointError,
+    UnsafeCheckpointError,
+    convert_main,
+    deploy_main,
+    load_checkpoint,
+    load_model,
+    load_official,
+    model_from_checkpoint,
+    official_key_map,
+    recognise_official,
     save_checkpoint,
 )
 from yolov9lite.models import OFFICIAL_MODELS

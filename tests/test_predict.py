@@ -28,7 +28,7 @@ class BrightBoxModel(torch.nn.Module):
     The output has the model format (B, 4 + nc, A) with centre-xywh pixel boxes.
     """
 
-    names = ["dark", "bright"]
+    names = ("dark", "bright")
 
     def __init__(self):
         super().__init__()

@@ -6,6 +6,7 @@ Programmable Gradient Information", arXiv:2402.13616 (ECCV 2024).
 Where each paper idea lives:
 
 ==========================  ===========================================================
+information retention (3)  :mod:`yolov9lite.retention`
 blocks (GELAN, Sec. 4.2)    :mod:`yolov9lite.blocks`
 models and presets          :mod:`yolov9lite.models`  (:func:`build_model`)
 PGI (Sec. 4.1)              :mod:`yolov9lite.pgi`

@@ -34,7 +34,6 @@ import pickle
 import re
 import sys
 import tempfile
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -466,6 +465,9 @@ def atomic_save(obj, path: str | os.PathLike) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -608,8 +610,22 @@ def deploy_main(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
-    "CheckpointError", "UnsafeCheckpointError", "OFFICIAL_CLASSES", "allowed_globals",
-    "restricted_load", "official_layer_table", "official_key_map", "recognise_official",
-    "model_from_official", "load_official", "save_checkpoint", "atomic_save", "load_checkpoint",
-    "model_from_checkpoint", "load_model", "config_from_dict", "convert_main", "deploy_main",
+    "OFFICIAL_CLASSES",
+    "CheckpointError",
+    "UnsafeCheckpointError",
+    "allowed_globals",
+    "atomic_save",
+    "config_from_dict",
+    "convert_main",
+    "deploy_main",
+    "load_checkpoint",
+    "load_model",
+    "load_official",
+    "model_from_checkpoint",
+    "model_from_official",
+    "official_key_map",
+    "official_layer_table",
+    "recognise_official",
+    "restricted_load",
+    "save_checkpoint",
 ]

@@ -166,7 +166,7 @@ def draw(image_rgb: np.ndarray, result: dict) -> np.ndarray:
     out = np.ascontiguousarray(image_rgb.copy())
     thickness = max(1, round(sum(out.shape[:2]) / 600))
     for box, score, cls, name in zip(result["boxes"], result["scores"], result["classes"], result["names"]):
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        x1, y1, x2, y2 = (round(float(v)) for v in box)
         color = _palette(int(cls))
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
         label = f"{name} {score:.2f}"

@@ -2,8 +2,9 @@
 
 Workers run the augmentation in parallel (spec §4 / users-and-performance B4: the loader is
 CPU-bound, mosaic decodes 4 JPEGs per sample). Each worker gets its own numpy Generator seeded
-from the DataLoader's seeded torch generator, and OpenCV is limited to one thread per worker
-so that N workers use N cores instead of fighting over them.
+from the DataLoader's seeded torch generator. Building a loader with workers switches OpenCV
+to single-threaded mode in the calling process (`cv2.setNumThreads(0)`, process-wide), so
+that N workers use N cores and forked workers cannot inherit a broken OpenCV thread pool.
 
 Close mosaic: `loader.dataset.set_mosaic(False)` writes a flag in shared memory that persistent
 workers read on every item, so no rebuild is needed; only the batches already prefetched
@@ -31,7 +32,6 @@ def seed_worker(worker_id: int) -> None:
     """Per-worker RNG from the loader's seeded generator (torch gives each worker base+id)."""
     info = torch.utils.data.get_worker_info()
     info.dataset.rng = np.random.default_rng(info.seed % 2**63)
-    cv2.setNumThreads(1)
 
 
 def build_dataset(data_cfg, split: str, imgsz: int = 640, augment: bool | None = None,
@@ -69,6 +69,11 @@ def build_dataloader(data_cfg, split: str, imgsz: int = 640, batch_size: int = 1
     shuffle = (dataset.augment and not dataset.rect) if shuffle is None else shuffle
     if shuffle and dataset.rect:
         raise ValueError("rect batches need the aspect-sorted order: use shuffle=False")
+    if workers > 0:
+        # OpenCV's thread pool does not survive fork(): a worker forked after the parent used
+        # it can hang in its first cv2 call. Single-threaded OpenCV (as the official code sets
+        # globally) is also right here: the workers are the parallelism.
+        cv2.setNumThreads(0)
     generator = torch.Generator().manual_seed(seed)
     if workers == 0:  # main process: seed the dataset's own generator directly
         dataset.rng = np.random.default_rng(seed)
