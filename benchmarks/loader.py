@@ -8,6 +8,8 @@ Also measures the floor: JPEG decoding alone (cv2.imread, one process) over the 
 A mosaic sample decodes 4 images, plus 4 more when MixUp fires (p=0.15), so the most a loader
 could deliver on `w` cores if decoding were the only cost is  w * decode_rate / 4.6.
 The ratio "loader / floor" says how much of the per-sample time goes into decoding.
+Timings are wall-clock for the loader and CPU time for the floor and the per-sample cost; on a
+shared machine compare them with the printed load average.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from pathlib import Path
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from yolov9lite.data import HYP_SCRATCH_HIGH, build_dataloader, make_synthetic  # noqa: E402
-from yolov9lite.data.labels import list_images  # noqa: E402
+from yolov9lite.data import HYP_SCRATCH_HIGH, build_dataloader, make_synthetic
+from yolov9lite.data.labels import list_images
 
 
 def data_config(target: str | None):
@@ -42,6 +44,7 @@ def data_config(target: str | None):
 def loader_rate(cfg, workers: int, batches: int, warmup: int = 2) -> float:
     loader = build_dataloader(cfg, "train", imgsz=640, batch_size=16, workers=workers,
                               hyp=HYP_SCRATCH_HIGH, seed=0)
+
     def endless():  # a small set may hold fewer batches than we time
         while True:
             yield from loader
@@ -55,17 +58,30 @@ def loader_rate(cfg, workers: int, batches: int, warmup: int = 2) -> float:
         images, _, _ = next(it)
         n += len(images)
     rate = n / (time.perf_counter() - start)
-    del it, loader
+    it.close()  # ends the workers before the next setting starts its own
     return rate
 
 
 def decode_rate(files: list[Path], seconds: float = 3.0) -> float:
-    cv2.setNumThreads(1)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    """Images decoded per CPU-second (CPU time, so other processes on the box matter less)."""
+    cv2.setNumThreads(0)
+    n, start = 0, time.process_time()
+    while time.process_time() - start < seconds:
         cv2.imread(str(files[n % len(files)]), cv2.IMREAD_COLOR)
         n += 1
-    return n / (time.perf_counter() - start)
+    return n / (time.process_time() - start)
+
+
+def sample_cpu_ms(cfg, samples: int = 64) -> float:
+    """CPU milliseconds per augmented 640 sample in this process (no workers, no IPC)."""
+    from yolov9lite.data import build_dataset
+    ds = build_dataset(cfg, "train", imgsz=640, hyp=HYP_SCRATCH_HIGH)
+    for i in range(4):
+        ds[i]
+    start = time.process_time()
+    for i in range(samples):
+        ds[i % len(ds)]
+    return (time.process_time() - start) / samples * 1000
 
 
 def main():
@@ -79,9 +95,14 @@ def main():
     files = list_images(load_data_config(cfg)["train"])
     decodes_per_sample = 4 * (1 + HYP_SCRATCH_HIGH.mixup)
     dec = decode_rate(files)
-    print(f"data: {cfg} ({len(files)} train images), cores: {os.cpu_count()}")
+    cpu_ms = sample_cpu_ms(cfg)
+    decode_ms = decodes_per_sample * 1000 / dec
+    print(f"data: {cfg} ({len(files)} train images), cores: {os.cpu_count()}, "
+          f"load average: {os.getloadavg()[0]:.1f}")
     print(f"JPEG decode only: {dec:.0f} images/s per core "
           f"(= {dec / decodes_per_sample:.1f} mosaic samples/s per core)")
+    print(f"one augmented sample: {cpu_ms:.1f} CPU ms, of which decoding {decode_ms:.1f} ms "
+          f"({decode_ms / cpu_ms:.0%}); {1000 / cpu_ms:.0f} img/s per free core")
     for workers in (1, 2):
         rate = loader_rate(cfg, workers, args.batches)
         floor = workers * dec / decodes_per_sample

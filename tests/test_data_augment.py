@@ -6,9 +6,22 @@ import numpy as np
 import pytest
 import torch
 
-from yolov9lite.data import (HYP_SCRATCH_HIGH, Hyp, augment_hsv, build_dataloader,
-                             build_dataset, collate, copy_paste, flip_lr, letterbox,
-                             make_synthetic, mixup, mosaic4, random_affine, rect_batch_shapes)
+from yolov9lite.data import (
+    HYP_SCRATCH_HIGH,
+    Hyp,
+    augment_hsv,
+    build_dataloader,
+    build_dataset,
+    collate,
+    copy_paste,
+    flip_lr,
+    letterbox,
+    make_synthetic,
+    mixup,
+    mosaic4,
+    random_affine,
+    rect_batch_shapes,
+)
 from yolov9lite.data.instances import Instances, resample_segments
 
 
@@ -167,7 +180,7 @@ def test_set_mosaic_reaches_persistent_workers(data_yaml):
     assert ds.mosaic and loader.persistent_workers
     next(iter(loader))
     ds.set_mosaic(False)
-    images, _, metas = next(iter(loader))  # a new epoch on the same worker process
+    _, _, metas = next(iter(loader))  # a new epoch on the same worker process
     # without mosaic each sample is its own letterboxed image: ratio_pad is that image's gain
     gains = [m["ratio_pad"][0] for m in metas]
     assert all(g != (1.0, 1.0) for g in gains) and not ds.mosaic

@@ -48,7 +48,7 @@ def messy(tmp_path_factory):
     Image.fromarray(np.dstack([noisy(seed=15), np.full((48, 64), 255, np.uint8)])).save(
         img / "rgba.png")
     (lab / "rgba.txt").write_text(BOX)
-    Image.fromarray((noisy(seed=16)[..., 0].astype(np.uint16) * 257)).save(img / "deep16.png")
+    Image.fromarray(noisy(seed=16)[..., 0].astype(np.uint16) * 257).save(img / "deep16.png")
     (lab / "deep16.txt").write_text(BOX)
     # EXIF orientation 6: stored 64 wide x 48 high, displayed rotated, 48 wide x 64 high
     stored = Image.fromarray(noisy(seed=17)[..., ::-1])
@@ -131,7 +131,7 @@ def test_file_vanishing_mid_epoch_is_replaced_not_fatal(messy, tmp_path, caplog)
     victim = next(i for i, r in enumerate(ds.records) if r.path.endswith("good1.jpg"))
     (root / "images" / "train" / "good1.jpg").unlink()
     with caplog.at_level(logging.WARNING, logger="yolov9lite.data"):
-        image, labels, meta = ds[victim]
+        _, _, meta = ds[victim]
     assert "good1.jpg" in caplog.text and ds.failures == 1
     assert meta["path"] != ds.records[victim].path
 

@@ -8,8 +8,13 @@ import shutil
 import numpy as np
 import pytest
 
-from yolov9lite.data import (DataConfigError, build_dataset, dataset_to_coco, load_data_config,
-                             make_synthetic)
+from yolov9lite.data import (
+    DataConfigError,
+    build_dataset,
+    dataset_to_coco,
+    load_data_config,
+    make_synthetic,
+)
 from yolov9lite.data.labels import scan_yolo
 
 
@@ -69,12 +74,12 @@ def test_coco_and_yolo_layouts_give_the_same_records(coco_root, tmp_path):
 def test_label_cache_hit_and_invalidation(coco_root, tmp_path, caplog):
     yaml_path = write_yolo_copy(coco_root, tmp_path / "y", polygons=False)
     cfg = load_data_config(yaml_path)
-    records, report, from_cache = scan_yolo(cfg["train"], 6)
+    records, _, from_cache = scan_yolo(cfg["train"], 6)
     assert not from_cache and (tmp_path / "y" / "labels" / "train.cache").is_file()
     again, _, from_cache = scan_yolo(cfg["train"], 6)
     assert from_cache and len(again) == len(records)
     assert all(np.array_equal(a.boxes, b.boxes) for a, b in zip(records, again))
-    label = sorted((tmp_path / "y" / "labels" / "train").glob("*.txt"))[0]
+    label = min((tmp_path / "y" / "labels" / "train").glob("*.txt"))
     label.write_text("0 0.5 0.5 0.25 0.25\n")
     os.utime(label, ns=(1, 1))  # a different mtime even on coarse clocks
     changed, _, from_cache = scan_yolo(cfg["train"], 6)
@@ -105,8 +110,9 @@ def test_config_names_forms_and_errors(tmp_path):
 
 
 def test_repo_coco_yaml_parses_without_data():
-    import yaml
     from pathlib import Path
+
+    import yaml
     raw = yaml.safe_load((Path(__file__).parents[1] / "data" / "coco.yaml").read_text())
     assert len(raw["names"]) == 80 and len(raw["category_ids"]) == 80
     assert raw["category_ids"][:12] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]

@@ -24,7 +24,7 @@ def test_synthetic_is_deterministic_and_coco_shaped(tmp_path):
     for ann in coco["annotations"]:
         assert ann["image_id"] in ids and isinstance(ann["image_id"], int)
         assert ann["segmentation"] and all(len(p) >= 6 for p in ann["segmentation"])
-        x, y, w, h = ann["bbox"]
+        _, _, w, h = ann["bbox"]
         assert w > 0 and h > 0 and 0 < ann["area"] <= w * h
     cfg = load_data_config(a)
     assert cfg["names"] == SYNTHETIC_NAMES and cfg["nc"] == 6 and cfg["format"] == "coco"
@@ -33,7 +33,7 @@ def test_synthetic_is_deterministic_and_coco_shaped(tmp_path):
 
 def test_synthetic_seed_changes_data_and_reuse_skips_work(tmp_path):
     a = make_synthetic(tmp_path / "a", num_train=4, num_val=2, imgsz=128, seed=0)
-    first = sorted((a.parent / "images" / "train").glob("*.jpg"))[0]
+    first = min((a.parent / "images" / "train").glob("*.jpg"))
     mtime = first.stat().st_mtime_ns
     make_synthetic(tmp_path / "a", num_train=4, num_val=2, imgsz=128, seed=0)
     assert first.stat().st_mtime_ns == mtime  # same parameters: reused, not rewritten

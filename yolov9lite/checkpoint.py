@@ -390,11 +390,30 @@ def _official_module(obj):
     return obj
 
 
+def _tensors(module: nn.Module, prefix: str = "model") -> dict[str, torch.Tensor]:
+    """The state dict of an unpickled module, read from its ``__dict__`` directly.
+
+    Unlike ``module.state_dict()`` this calls no method of the unpickled objects and so no hook a
+    crafted file might have planted (they could only be allowlisted callables anyway).
+    """
+    d = vars(module)
+    out = {}
+    skip = d.get("_non_persistent_buffers_set") or set()
+    for group in ("_parameters", "_buffers"):
+        for name, t in (d.get(group) or {}).items():
+            if torch.is_tensor(t) and name not in skip:
+                out[f"{prefix}.{name}"] = t.detach()
+    for name, child in (d.get("_modules") or {}).items():
+        if isinstance(child, nn.Module):
+            out.update(_tensors(child, f"{prefix}.{name}"))
+    return out
+
+
 def model_from_official(obj) -> DetectionModel:
     """Build our model from an already restricted-loaded official checkpoint object."""
     module = _official_module(obj)
     if isinstance(module, nn.Module):
-        state = module.state_dict()
+        state = {k.split(".", 1)[1]: v for k, v in _tensors(module, "_").items()}
     elif isinstance(module, dict) and all(torch.is_tensor(v) for v in module.values()):
         state = module  # a bare official state dict
     else:
@@ -403,10 +422,11 @@ def model_from_official(obj) -> DetectionModel:
     # official tensors are fp16; every fp16 value is exact in fp32
     model.load_state_dict({ours: state[off].float() if state[off].is_floating_point() else state[off]
                            for ours, off in mapping.items()}, strict=True)
-    stride = getattr(module, "stride", None)
+    attrs = vars(module) if isinstance(module, nn.Module) else {}
+    stride = attrs.get("stride")
     if torch.is_tensor(stride) and stride.tolist() != list(model.strides):
         raise CheckpointError(f"unexpected strides {stride.tolist()} (expected {list(model.strides)})")
-    model.names = _class_names(getattr(module, "names", None), model.nc)
+    model.names = _class_names(attrs.get("names"), model.nc)
     return model.float().eval()
 
 

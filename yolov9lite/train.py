@@ -56,6 +56,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .accel import AMP_CHOICES, autocast, pick_amp, prepare_model, setup_backends
 from .loss import ITEM_NAMES, DetectionLoss
 from .models import build_model
 from .optim import (
@@ -68,7 +69,6 @@ from .optim import (
 )
 
 MAX_GRAD_NORM = 10.0  # official clip_grad_norm_ max_norm (applied after unscaling)
-AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 OPTIM_KEYS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum",
               "warmup_bias_lr")  # hyp.yaml keys that are train() arguments
 LOSS_GAINS = {"box": "box_gain", "cls": "cls_gain", "dfl": "dfl_gain"}  # hyp key -> loss kwarg
@@ -145,15 +145,10 @@ def select_device(device: str | torch.device = "auto", local_rank: int = 0) -> t
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype, or None for float32. ``auto``: bf16 on GPUs that support it (no scaler,
     no fp16 overflow, see users-and-performance.md A4), fp16 on older GPUs, float32 on CPU."""
-    if amp not in AMP_CHOICES:
-        raise TrainError(f"amp must be one of {AMP_CHOICES}, got {amp!r}")
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "fp16" and device.type != "cuda":
-        raise TrainError("amp='fp16' needs a CUDA device (use 'bf16' or 'off' on CPU)")
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if amp == "bf16" else torch.float16
+    try:
+        return pick_amp(device, amp)
+    except ValueError as err:
+        raise TrainError(str(err)) from err
 
 
 def init_seeds(seed: int, deterministic: bool) -> None:
@@ -413,31 +408,77 @@ def restore_state(s: State, ckpt: dict) -> None:
     set_rng_state(ts["rng"])
 
 
-def optimizer_step(s: State) -> bool:
-    """Unscale, clip at 10, step, zero the gradients, update the EMA. False if skipped."""
+def optimizer_step(s: State) -> bool | torch.Tensor:
+    """Unscale, clip at 10, step, zero the gradients, update the EMA. Returns whether the step
+    was applied: a bool, or a 0-d device tensor when deciding it needed no host sync.
+
+    A non-finite gradient norm never reaches the weights. With a fused optimizer (the default
+    where PyTorch has one) the skip is decided on the device, without a host sync: the scaler
+    hands its inf flag to the fused kernel (fp16), or the flag is ``~isfinite(norm)`` (bf16/fp32).
+    The EMA is then updated anyway, towards the unchanged weights, as the official code does
+    after a step its scaler skipped; with the plain optimizer the EMA skips too (one sync).
+    """
     s.scaler.unscale_(s.optimizer)  # clip the true gradient, not the fp16-scaled one
     params = [p for p in s.model.parameters() if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+    fused = all(g.get("fused") for g in s.optimizer.param_groups)
     stepped = True
     if s.scaler.is_enabled():
         s.scaler.step(s.optimizer)  # the scaler itself skips steps with inf/NaN gradients
         s.scaler.update()
+    elif fused:  # the kernel skips the update when found_inf != 0: no host sync
+        stepped = torch.isfinite(norm)
+        s.optimizer.found_inf = (~stepped).float()
+        s.optimizer.step()
+        s.optimizer.found_inf = None
     elif torch.isfinite(norm):
         s.optimizer.step()
     else:  # no scaler to catch it (fp32/bf16): never let a NaN reach the weights
         stepped = False
     s.optimizer.zero_grad(set_to_none=True)
-    if stepped and s.ema is not None:
+    if stepped is not False and s.ema is not None:
         s.ema.update(s.model)
     return stepped
 
 
-def all_ranks_finite(loss: torch.Tensor, dinfo: DistInfo) -> bool:
-    """One host sync; under DDP every rank must take the same branch or backward would hang."""
-    ok = torch.isfinite(loss.detach()).float()
+def all_ranks_finite(loss: torch.Tensor, dinfo: DistInfo, sums: torch.Tensor | None = None,
+                     items: torch.Tensor | None = None, read_sums: bool = False):
+    """Whether the loss is finite on every rank: one host sync; under DDP every rank must take
+    the same branch or backward would hang.
+
+    With ``sums`` and ``items``: ``sums += items`` on the device when the batch is kept, and with
+    ``read_sums`` the new sums come back in the same sync (the progress bar's running means, at
+    no extra sync). Returns ``(ok, sums_list_or_None)`` then; a bare bool otherwise.
+    """
+    ok = torch.isfinite(loss.detach()).float().view(1)
     if dinfo.ddp:
         dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-    return bool(ok.item())
+    if sums is None:
+        return bool(ok.item())
+    sums += torch.where(ok > 0, items.detach(), 0.0)
+    values = torch.cat([ok, sums]).tolist() if read_sums else ok.tolist()
+    return values[0] > 0, (values[1:] if read_sums else None)
+
+
+def train_step(s: State, x: torch.Tensor, targets: torch.Tensor, loss_fn, dinfo: DistInfo,
+               amp_dtype, sums: torch.Tensor, step_due: bool, read_sums: bool = False):
+    """Forward, loss, non-finite guard, backward and (when ``step_due``) the optimizer step of
+    one batch. Returns ``(ok, loss, sums_list_or_None)``; ``ok`` False = batch skipped.
+
+    Two host syncs, whatever the precision and verbosity (``tests/test_accel.py`` counts them):
+    the loss reads the padded box count (a shape), and the guard reads one flag (plus the running
+    loss sums for the progress bar). The optimizer step adds none with a fused optimizer.
+    """
+    with autocast(x.device, amp_dtype):
+        preds = s.net(x)
+        loss, items = loss_fn(preds, targets)
+    ok, values = all_ranks_finite(loss, dinfo, sums, items, read_sums)
+    if not ok:
+        return False, loss, values
+    s.scaler.scale(loss).backward()
+    if step_due:
+        optimizer_step(s)
+    return True, loss, values
 
 
 def train_one_epoch(s: State, loader, loss_fn, cfg: dict, dinfo: DistInfo, device: torch.device,
@@ -450,6 +491,7 @@ def train_one_epoch(s: State, loader, loss_fn, cfg: dict, dinfo: DistInfo, devic
     epoch, epochs, batch_size = s.epoch, cfg["epochs"], cfg["batch_size"]
     sums = torch.zeros(len(ITEM_NAMES), device=device)
     n_ok = n_images = 0
+    compile_s = None
     settings = {}
     recipe = {k: cfg[k] for k in ("lr0", "lrf", "cos_lr", "momentum", "warmup_momentum",
                                   "warmup_bias_lr", "nominal_batch")}
@@ -464,12 +506,10 @@ def train_one_epoch(s: State, loader, loss_fn, cfg: dict, dinfo: DistInfo, devic
         apply_schedule(s.optimizer, settings)
 
         x = to_model_input(images, device, cfg["channels_last"])
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
-            preds = s.net(x)
-            loss, items = loss_fn(preds, targets.to(device, non_blocking=True))
-
-        if not all_ranks_finite(loss, dinfo):
+        step_due = ni - s.last_opt_step >= settings["accumulate"]
+        ok, loss, mean = train_step(s, x, targets.to(device, non_blocking=True), loss_fn, dinfo,
+                                    amp_dtype, sums, step_due, read_sums=not bar.disable)
+        if not ok:
             s.nonfinite_streak += 1
             where = f"epoch {epoch + 1}, batch {i} (images {[m['path'] for m in metas][:4]}...)"
             warnings.warn(f"non-finite loss (this rank: {loss.item():.4g}) at {where}: batch skipped "
@@ -483,17 +523,16 @@ def train_one_epoch(s: State, loader, loss_fn, cfg: dict, dinfo: DistInfo, devic
                     f"stopped; {kept}. Try amp='off' (or 'bf16'), a lower lr0, or check the data.")
             continue
         s.nonfinite_streak = 0
-
-        s.scaler.scale(loss).backward()
-        if ni - s.last_opt_step >= settings["accumulate"]:
-            optimizer_step(s)
+        if step_due:
             s.last_opt_step = ni
-
-        sums += items
         n_ok += 1
         n_images += images.shape[0] * dinfo.world_size
-        if not bar.disable:  # the running means cost a host sync: only when shown
-            mean = (sums / n_ok).tolist()
+        if i == 0 and getattr(s.net, "compile_s", None) is not None:
+            compile_s = s.net.compile_s  # first forward of a compiled model: compile time
+            if not bar.disable:
+                bar.write(f"torch.compile: first forward took {compile_s:.1f} s")
+        if not bar.disable:  # the running sums came back with the guard's sync: no extra one
+            mean = [v / n_ok for v in mean]
             speed = n_images / (time.perf_counter() - t0)
             bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in zip(ITEM_NAMES, mean))
                                 + f" lr {settings['lr'][1]:.2e} {speed:.1f} img/s"
@@ -511,6 +550,8 @@ def train_one_epoch(s: State, loader, loss_fn, cfg: dict, dinfo: DistInfo, devic
     record.update({f"lr/{g['name']}": g["lr"] for g in s.optimizer.param_groups})
     record["images_per_s"] = n_images / max(elapsed, 1e-9)
     record["epoch_time_s"] = elapsed
+    if compile_s is not None:
+        record["compile_s"] = compile_s
     return record
 
 
@@ -544,7 +585,8 @@ def train(model: str = "gelan-nano", data: str | dict = "synthetic", epochs: int
           close_mosaic: int = 15, ema: bool = True, val_interval: int = 1,
           project: str | Path = "runs/train", name: str = "exp", resume: bool | str | Path | None = None,
           seed: int = 0, deterministic: bool = False, max_batches: int | None = None,
-          sync_bn: bool = False, channels_last: bool | None = None, callbacks: dict | None = None,
+          sync_bn: bool = False, channels_last: bool | None = None, compile: bool = False,
+          callbacks: dict | None = None,
           hyp: dict | None = None, lead_head_guided: bool = False, max_nonfinite: int = 10,
           val_backend: str = "faster_coco_eval", tensorboard: bool = True,
           plots: bool = True, verbose: bool = True) -> History:
@@ -556,7 +598,9 @@ def train(model: str = "gelan-nano", data: str | dict = "synthetic", epochs: int
     :class:`yolov9lite.data.augment.Hyp`) and the loss gains ``box``, ``cls``, ``dfl``;
     ``resume`` is a ``last.pt`` path, or True for the newest one under ``project`` (the saved
     config is then used; only device, workers, callbacks and verbose may change);
-    ``callbacks = {"on_epoch_end": fn(history), "on_train_end": fn(history)}``.
+    ``callbacks = {"on_epoch_end": fn(history), "on_train_end": fn(history)}``;
+    ``compile`` wraps the model in ``torch.compile`` (the first epoch's record then holds
+    ``compile_s``, the time of the first, compiling, forward).
 
     Returns the :class:`History`: one dict per epoch (``epoch``, ``train/box`` ... ``lr/...``,
     ``metrics/AP50``, ``metrics/AP``, ``fitness`` on validated epochs), with ``save_dir``,
@@ -647,6 +691,7 @@ def _train(cfg: dict, device: torch.device, dinfo: DistInfo, ckpt: dict | None,
     nw = warmup_iters(nb, cfg["warmup_epochs"])
 
     # ---- model, optimizer, EMA, loss
+    setup_backends(device, cfg["deterministic"])  # cuDNN autotuning, TF32 (CUDA only)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -661,6 +706,7 @@ def _train(cfg: dict, device: torch.device, dinfo: DistInfo, ckpt: dict | None,
     if dinfo.ddp:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    net = prepare_model(net, compile=bool(cfg.get("compile")))  # old configs lack the key
     s = State(model=model, net=net, optimizer=optimizer,
               scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
               ema=ModelEMA(model) if cfg["ema"] and dinfo.main else None)
@@ -790,6 +836,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--sync-bn", action="store_true", help="SyncBatchNorm under DDP (official for 8 GPUs)")
     a("--channels-last", action=argparse.BooleanOptionalAction, default=None,
       help="NHWC memory format (default: on for GPU)")
+    a("--compile", action="store_true", help="torch.compile the model (the first batch "
+      "compiles; its time is reported)")
     a("--lead-head-guided", action="store_true", help="PGI loss variant (Table 4 LHG)")
     a("--max-nonfinite", type=int, default=10, help="stop after this many NaN losses in a row")
     a("--val-backend", choices=("pycocotools", "faster_coco_eval"), default="faster_coco_eval")
@@ -814,7 +862,8 @@ def main(argv: list[str] | None = None) -> int:
               close_mosaic=args.close_mosaic, ema=not args.no_ema, val_interval=args.val_interval,
               project=args.project, name=args.name, resume=args.resume, seed=args.seed,
               deterministic=args.deterministic, max_batches=args.max_batches,
-              sync_bn=args.sync_bn, channels_last=args.channels_last, hyp=hyp or None,
+              sync_bn=args.sync_bn, channels_last=args.channels_last, compile=args.compile,
+              hyp=hyp or None,
               lead_head_guided=args.lead_head_guided, max_nonfinite=args.max_nonfinite,
               val_backend=args.val_backend, tensorboard=not args.no_tensorboard,
               plots=not args.no_plots, verbose=not args.quiet,

@@ -12,11 +12,23 @@
 
 import logging
 
-from .augment import (HYP_SCRATCH_HIGH, Hyp, augment_hsv, box_candidates, copy_paste, flip_lr,
-                      flip_ud, letterbox, mixup, mosaic4, random_affine, resize_longest)
+from .augment import (
+    HYP_SCRATCH_HIGH,
+    Hyp,
+    augment_hsv,
+    box_candidates,
+    copy_paste,
+    flip_lr,
+    flip_ud,
+    letterbox,
+    mixup,
+    mosaic4,
+    random_affine,
+    resize_longest,
+)
 from .coco_export import dataset_to_coco
 from .config import DataConfigError, load_data_config
-from .dataset import DetectionDataset, collate, rect_batch_shapes, read_image_bgr
+from .dataset import DetectionDataset, collate, read_image_bgr, rect_batch_shapes
 from .draw import draw_batch
 from .instances import Instances
 from .labels import ImageRecord, ScanReport
@@ -32,9 +44,31 @@ if not _logger.handlers:
     _logger.setLevel(logging.INFO)
 
 __all__ = [
-    "HYP_SCRATCH_HIGH", "Hyp", "Instances", "ImageRecord", "ScanReport", "DataConfigError",
-    "DetectionDataset", "SYNTHETIC_NAMES", "augment_hsv", "box_candidates", "build_dataloader",
-    "build_dataset", "collate", "copy_paste", "dataset_to_coco", "draw_batch", "flip_lr",
-    "flip_ud", "letterbox", "load_data_config", "make_synthetic", "mixup", "mosaic4",
-    "random_affine", "read_image_bgr", "rect_batch_shapes", "resize_longest",
+    "HYP_SCRATCH_HIGH",
+    "SYNTHETIC_NAMES",
+    "DataConfigError",
+    "DetectionDataset",
+    "Hyp",
+    "ImageRecord",
+    "Instances",
+    "ScanReport",
+    "augment_hsv",
+    "box_candidates",
+    "build_dataloader",
+    "build_dataset",
+    "collate",
+    "copy_paste",
+    "dataset_to_coco",
+    "draw_batch",
+    "flip_lr",
+    "flip_ud",
+    "letterbox",
+    "load_data_config",
+    "make_synthetic",
+    "mixup",
+    "mosaic4",
+    "random_affine",
+    "read_image_bgr",
+    "rect_batch_shapes",
+    "resize_longest",
 ]

@@ -48,7 +48,7 @@ class Hyp:
     copy_paste: float = 0.3
 
     @staticmethod
-    def from_any(hyp) -> "Hyp":
+    def from_any(hyp) -> Hyp:
         """Build from None / Hyp / dict (extra keys such as lr0 or box are ignored)."""
         if hyp is None:
             return Hyp()
@@ -182,8 +182,8 @@ def copy_paste(image: np.ndarray, inst: Instances, p: float,
         contours = list((new_segs - [x0, y0]).round().astype(np.int32))
         cv2.drawContours(mask, contours, -1, 255, cv2.FILLED)
         # pixel column x of the mirrored image is column w-1-x of the original
-        mirrored_region = image[y0:y1, w - x1:w - x0][:, ::-1]
-        cv2.copyTo(np.ascontiguousarray(mirrored_region), mask, out[y0:y1, x0:x1])
+        mirrored_region = cv2.flip(image[y0:y1, w - x1:w - x0], 1)
+        cv2.copyTo(mirrored_region, mask, out[y0:y1, x0:x1])
     pasted = Instances(inst.cls[chosen], mirrored, new_segs)
     return out, concat_instances([inst, pasted])
 

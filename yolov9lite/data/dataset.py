@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+
 import cv2
 import numpy as np
 import torch
@@ -173,7 +174,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         for attempt in range(MAX_RETRIES + 1):
             try:
                 return self.get_item(i)
-            except Exception as e:  # noqa: BLE001 - one unreadable file must not end an epoch
+            except Exception as e:
                 self.failures += 1
                 LOGGER.warning("unreadable image: %s: %s; using another image instead",
                                self.records[i].path, e)

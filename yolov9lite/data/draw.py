@@ -44,7 +44,7 @@ def draw_batch(images, targets, names, max_images: int = 16, cols: int | None = 
             if scores is not None:
                 label += f" {float(scores[r]):.2f}"
             ax.text(x0, y0, label, fontsize=6, color="white", va="bottom",
-                    bbox=dict(facecolor=colour, alpha=0.8, pad=0.5, lw=0))
+                    bbox={"facecolor": colour, "alpha": 0.8, "pad": 0.5, "lw": 0})
     if title:
         fig.suptitle(title)
     fig.tight_layout()

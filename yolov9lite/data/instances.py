@@ -29,19 +29,19 @@ class Instances:
         return len(self.cls)
 
     @staticmethod
-    def empty(with_segments: bool = False) -> "Instances":
+    def empty(with_segments: bool = False) -> Instances:
         segs = np.zeros((0, SEGMENT_POINTS, 2), np.float32) if with_segments else None
         return Instances(np.zeros(0, np.int64), np.zeros((0, 4), np.float32), segs)
 
-    def copy(self) -> "Instances":
+    def copy(self) -> Instances:
         segs = None if self.segments is None else self.segments.copy()
         return Instances(self.cls.copy(), self.boxes.copy(), segs)
 
-    def select(self, keep: np.ndarray) -> "Instances":
+    def select(self, keep: np.ndarray) -> Instances:
         segs = None if self.segments is None else self.segments[keep]
         return Instances(self.cls[keep], self.boxes[keep], segs)
 
-    def scale_shift(self, sx: float, sy: float, dx: float, dy: float) -> "Instances":
+    def scale_shift(self, sx: float, sy: float, dx: float, dy: float) -> Instances:
         """x' = x * sx + dx, y' = y * sy + dy for boxes and segments (a new object)."""
         gain = np.array([sx, sy, sx, sy], np.float32)
         shift = np.array([dx, dy, dx, dy], np.float32)
@@ -50,7 +50,7 @@ class Instances:
             segs = self.segments * np.array([sx, sy], np.float32) + np.array([dx, dy], np.float32)
         return Instances(self.cls.copy(), self.boxes * gain + shift, segs)
 
-    def clip(self, width: float, height: float) -> "Instances":
+    def clip(self, width: float, height: float) -> Instances:
         """Clip boxes (and segment points) to the image, in place; returns self."""
         np.clip(self.boxes[:, 0::2], 0, width, out=self.boxes[:, 0::2])
         np.clip(self.boxes[:, 1::2], 0, height, out=self.boxes[:, 1::2])

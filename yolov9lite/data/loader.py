@@ -44,8 +44,10 @@ def build_dataset(data_cfg, split: str, imgsz: int = 640, augment: bool | None =
     rect = (not augment) if rect is None else rect
     pad = (0.0 if augment else 0.5) if pad is None else pad
     records, _ = load_records(split_source(cfg, split), cfg["nc"], f"{split}", use_cache)
-    return DetectionDataset(records, cfg["names"], imgsz=imgsz, augment=augment, hyp=hyp,
-                            rect=rect, batch_size=batch_size, pad=pad, seed=seed, name=split)
+    dataset = DetectionDataset(records, cfg["names"], imgsz=imgsz, augment=augment, hyp=hyp,
+                               rect=rect, batch_size=batch_size, pad=pad, seed=seed, name=split)
+    dataset.category_ids = cfg["category_ids"]  # for dataset_to_coco and evaluation
+    return dataset
 
 
 def build_dataloader(data_cfg, split: str, imgsz: int = 640, batch_size: int = 16,
