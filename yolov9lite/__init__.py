@@ -40,9 +40,15 @@ _LAZY = {
 }
 
 
+_SUBMODULES = {"data", "loss", "assign", "boxes", "coco_eval", "postprocess", "train", "optim",
+               "checkpoint", "predict", "viz", "figures", "retention", "pgi", "head", "blocks"}
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:  # e.g. `yolov9lite.data.make_synthetic(...)` after `import yolov9lite`
+        return importlib.import_module(f"yolov9lite.{name}")
     raise AttributeError(f"module 'yolov9lite' has no attribute {name!r}")
 
 
