@@ -12,24 +12,25 @@ from yolov9lite import models
 def fake_train(calls):
     """A train() stand-in: the AP depends on the PGI knob and a little on the seed."""
     def train(model, seed, name, lead_head_guided=False, **kw):
-        net = models.build_model(model, num_classes=6)  # the temporary preset must build
+        net = models.build_model(model, num_classes=6, **(kw.get("model_kwargs") or {}))  # must build
         calls.append(dict(model=model, seed=seed, name=name, lhg=lead_head_guided, **kw))
         ap = {"none": 0.10, "ds": 0.101, "fpn": 0.20, "icn": 0.30}[net.cfg.pgi] + 0.002 * seed
         return [{"epoch": kw["epochs"], **{f"metrics/{m}": ap for m in A.METRICS}}]
     return train
 
 
-def test_run_grid_registers_and_removes_variants(tmp_path):
+def test_run_grid_passes_knobs_as_model_kwargs(tmp_path):
     calls = []
     variants = {k: A.VARIANTS[k] for k in ("none", "PFH", "FPN", "LHG-ICN")}
     before = set(models.PRESETS)
     rows = A.run_grid(variants, [0, 1], dict(model="gelan-nano", epochs=2, project=tmp_path),
                       train_fn=fake_train(calls), log=None)
-    assert set(models.PRESETS) == before  # temporary presets are gone again
+    assert set(models.PRESETS) == before  # the preset table is never modified
     assert [(r["variant"], r["seed"]) for r in rows] == [
         (v, s) for v in variants for s in (0, 1)]
-    assert calls[2]["model"] == "gelan-nano+pgi=ds" and calls[2]["name"] == "PFH_s0"
-    assert calls[0]["model"] == "gelan-nano"  # no knobs -> the base preset itself
+    assert all(c["model"] == "gelan-nano" for c in calls)
+    assert calls[2]["model_kwargs"] == {"pgi": "ds"} and calls[2]["name"] == "PFH_s0"
+    assert calls[0]["model_kwargs"] in (None, {"pgi": "none"})  # the base preset itself
     assert [c["lhg"] for c in calls] == [False] * 6 + [True] * 2
     assert rows[-1]["AP"] == pytest.approx(30.2)  # in %
     summary = A.summarise(rows)

@@ -52,5 +52,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'yolov9lite' has no attribute {name!r}")
 
 
-__all__ = ["PRESETS", "DetectionModel", "ModelConfig", "build_model", "deploy", "list_models",
-           "profile", *_LAZY]
+__all__ = ["PRESETS", "DetectionLoss", "DetectionModel", "ModelConfig", "build_model", "deploy",
+           "evaluate", "list_models", "load_model", "load_official", "predict", "profile", "train"]

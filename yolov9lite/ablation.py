@@ -6,9 +6,8 @@ A *variant* is a dict of model knobs (fields of :class:`yolov9lite.models.ModelC
 :data:`VARIANTS` holds the PGI variants under their paper names. Every (variant, seed) pair is one
 call of :func:`yolov9lite.train.train`; the metrics of its last (validated) epoch form one row.
 
-How a variant reaches ``train``: ``train(model=...)`` takes a preset *name*, so
-:func:`registered_variants` adds a temporary preset ``"<base>+pgi=ds"`` to
-:data:`yolov9lite.models.PRESETS` for the duration of the grid and removes it afterwards.
+How a variant reaches ``train``: its model knobs go to ``train(model=base, model_kwargs=knobs)``,
+the same keywords :func:`yolov9lite.build_model` takes; its training options are passed as they are.
 
 Reading the result at small scale: two runs that differ only in the seed already differ in mAP.
 :func:`summarise` gives mean, standard deviation and range over seeds, and
@@ -25,7 +24,6 @@ import csv
 import dataclasses
 import math
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -93,32 +91,6 @@ def split_variant(spec: dict) -> tuple[dict, dict]:
     return knobs, opts
 
 
-def preset_name(base: str, knobs: dict) -> str:
-    """The temporary preset name of ``base`` with ``knobs``, e.g. ``gelan-nano+pgi=ds``."""
-    return base if not knobs else base + "".join(f"+{k}={v}" for k, v in sorted(knobs.items()))
-
-
-@contextmanager
-def registered_variants(base: str, specs: list[dict]):
-    """Register ``base`` + knobs of every spec as presets while the block runs; yields
-    ``[preset name per spec]``. Presets that already existed are left alone."""
-    base_cfg = _models.PRESETS[base.lower()]
-    added, names = [], []
-    for spec in specs:
-        knobs, _ = split_variant(spec)
-        knobs = {k: v for k, v in knobs.items() if getattr(base_cfg, k) != v}  # no-op knobs
-        name = preset_name(base.lower(), knobs)
-        if name not in _models.PRESETS:
-            _models.PRESETS[name] = base_cfg.replace(**knobs)
-            added.append(name)
-        names.append(name)
-    try:
-        yield names
-    finally:
-        for name in added:
-            _models.PRESETS.pop(name, None)
-
-
 def _finished_record(run_dir: Path, epochs: int) -> dict | None:
     """The last row of a finished run's results.csv (reused at full scale), else None."""
     path = run_dir / "results.csv"
@@ -150,31 +122,37 @@ def run_grid(variants: dict[str, dict], seeds, train_kwargs: dict,
     base = kw.pop("model", "gelan-nano")
     kw.pop("seed", None), kw.pop("name", None)  # set per run
     project = Path(kw.get("project", "runs/ablation"))
-    labels = list(variants)
     rows = []
-    with registered_variants(base, [variants[k] for k in labels]) as names:
-        for label, name in zip(labels, names):
-            _, opts = split_variant(variants[label])
-            for seed in seeds:
-                run_name = f"{label}_s{seed}"
-                t0 = time.perf_counter()
-                record = _finished_record(project / run_name, kw.get("epochs", 1)) \
-                    if reuse else None
-                if record is None:
-                    history = train_fn(model=name, **{**kw, **opts}, seed=seed, name=run_name)
-                    record = history[-1]
-                row = {"variant": label, "seed": seed}
-                row.update({m: 100.0 * float(record[f"metrics/{m}"]) for m in METRICS})
-                row["epochs"] = int(record.get("epoch", 0))
-                row["train_s"] = time.perf_counter() - t0
-                rows.append(row)
-                if log:
-                    log(f"{label:8s} seed {seed}: AP {row['AP']:.2f}  AP50 {row['AP50']:.2f}  "
-                        f"({row['train_s']:.1f} s)")
+    for label, spec in variants.items():
+        knobs, opts = split_variant(spec)
+        for seed in seeds:
+            run_name = f"{label}_s{seed}"
+            t0 = time.perf_counter()
+            record = _finished_record(project / run_name, kw.get("epochs", 1)) if reuse else None
+            if record is None:
+                history = train_fn(model=base, model_kwargs=knobs or None, **{**kw, **opts},
+                                   seed=seed, name=run_name)
+                record = history[-1]
+            row = {"variant": label, "seed": seed}
+            # COCO reports -1 for an area bucket without ground truth: not a number
+            row.update({m: _percent(record.get(f"metrics/{m}")) for m in METRICS})
+            row["epochs"] = int(record.get("epoch", 0))
+            row["train_s"] = time.perf_counter() - t0
+            rows.append(row)
+            if log:
+                log(f"{label:8s} seed {seed}: AP {row['AP']:.2f}  AP50 {row['AP50']:.2f}  "
+                    f"({row['train_s']:.1f} s)")
     return rows
 
 
 # --------------------------------------------------------------------------- statistics
+def _percent(value) -> float:
+    """A COCO metric (fraction, -1 if undefined) in %, NaN when undefined or missing."""
+    if value is None or float(value) < 0:
+        return float("nan")
+    return 100.0 * float(value)
+
+
 def _std(xs: list[float]) -> float:
     """Sample standard deviation (n - 1); 0 for a single value."""
     if len(xs) < 2:
@@ -243,6 +221,8 @@ TABLE4_COLUMNS = {  # our variant label -> (G_backbone, G_neck) as printed in Ta
 
 def _cell(s: dict, m: str, with_std: bool) -> str:
     mean = s[f"{m}_mean"]
+    if math.isnan(mean):
+        return "n/a"
     return f"{mean:.1f} ± {s[f'{m}_std']:.1f}" if with_std else f"{mean:.1f}"
 
 

@@ -177,12 +177,17 @@ def coco_metrics(
         # pycocotools would assert "Results do not correspond to current coco set" (A8, item 21)
         raise ValueError(f"{len(unknown)} detection image ids are not among the evaluated ground "
                          f"truth images, e.g. {sorted(unknown, key=str)[:5]}")
+    if backend == "faster_coco_eval":
+        try:
+            from faster_coco_eval import COCO
+            from faster_coco_eval import COCOeval_faster as COCOeval
+        except ImportError:  # optional (the `train` extra): same numbers, only slower
+            warnings.warn("faster-coco-eval is not installed; using pycocotools "
+                          "(pip install faster-coco-eval for faster evaluation)", stacklevel=2)
+            backend = "pycocotools"
     if backend == "pycocotools":
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
-    else:
-        from faster_coco_eval import COCO
-        from faster_coco_eval import COCOeval_faster as COCOeval
 
     with contextlib.redirect_stdout(io.StringIO()):  # both libraries print progress lines
         coco_gt = COCO()

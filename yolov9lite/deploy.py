@@ -27,16 +27,17 @@ def strip_auxiliary(model: DetectionModel) -> DetectionModel:
     """A new model without the PGI branch (pgi='none'), with the main-branch weights copied."""
     if not model.has_aux:
         return copy.deepcopy(model)
-    plain = DetectionModel(model.cfg.replace(pgi="none"), model.nc, name=_plain_name(model.name))
+    device = next(model.parameters()).device
+    with torch.device(device):  # build where the source lives (meta: no memory, no init cost)
+        plain = DetectionModel(model.cfg.replace(pgi="none"), model.nc, name=_plain_name(model.name))
     state = {}
     for key, value in model.state_dict().items():
         if key.startswith("aux.") or key.startswith("head.aux."):
             continue  # the auxiliary branch and head: training only
         state[key.replace("head.main.", "head.", 1)] = value
-    device = next(model.parameters()).device
     # On the meta device (shape-only models used for counting) tensors cannot be copied, only
     # assigned; real tensors are copied so the input model is never shared or modified.
-    plain.to(device).load_state_dict(state, strict=True, assign=device.type == "meta")
+    plain.load_state_dict(state, strict=True, assign=device.type == "meta")
     return plain
 
 

@@ -589,7 +589,7 @@ def train(model: str = "gelan-nano", data: str | dict = "synthetic", epochs: int
           callbacks: dict | None = None,
           hyp: dict | None = None, lead_head_guided: bool = False, max_nonfinite: int = 10,
           val_backend: str = "faster_coco_eval", tensorboard: bool = True,
-          plots: bool = True, verbose: bool = True) -> History:
+          plots: bool = True, verbose: bool = True, model_kwargs: dict | None = None) -> History:
     """Train ``model`` on ``data`` with the YOLOv9 recipe (see the module docstring).
 
     Arguments mirror the CLI (``yolov9lite train --help``); defaults are hyp.scratch-high.
@@ -599,6 +599,8 @@ def train(model: str = "gelan-nano", data: str | dict = "synthetic", epochs: int
     ``resume`` is a ``last.pt`` path, or True for the newest one under ``project`` (the saved
     config is then used; only device, workers, callbacks and verbose may change);
     ``callbacks = {"on_epoch_end": fn(history), "on_train_end": fn(history)}``;
+    ``model_kwargs`` are ablation knobs passed to :func:`yolov9lite.build_model` (e.g.
+    ``{"pgi": "ds", "block": "res", "depth_elan": 3}``) and saved with the run's config;
     ``compile`` wraps the model in ``torch.compile`` (the first epoch's record then holds
     ``compile_s``, the time of the first, compiling, forward).
 
@@ -644,7 +646,8 @@ def _check_inputs(cfg: dict, dinfo: DistInfo):
     except (OSError, ValueError, KeyError) as err:
         raise TrainError(f"data {cfg['data']!r}: {err}") from err
     try:
-        model = build_model(cfg["model"], num_classes=int(data_cfg["nc"]))
+        model = build_model(cfg["model"], num_classes=int(data_cfg["nc"]),
+                            **(cfg.get("model_kwargs") or {}))
     except ValueError as err:
         raise TrainError(f"model: {err}") from err
     bs, ws = cfg["batch_size"], dinfo.world_size
