@@ -56,7 +56,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from yolov9lite import build_model, deploy, profile  # noqa: E402
+from yolov9lite import (  # noqa: E402
+    build_model,
+    deploy,
+    latency,  # noqa: E402
+    profile,
+)
 from yolov9lite.accel import CudaGraphRunner, pick_amp  # noqa: E402
 from yolov9lite.loss import DetectionLoss  # noqa: E402
 from yolov9lite.optim import build_optimizer  # noqa: E402
@@ -220,18 +225,10 @@ def ours_train_row(name: str, batch: int, img: int, device, variant: str, warm: 
 
 # --------------------------------------------------------------------------- inference rows
 def time_calls(fn, device, warm: int, n: int) -> float:
-    """Median seconds per call, synchronised around every call (peer-bench method)."""
-    times = []
+    """Median seconds per inference call, synchronised around every call (peer-bench method;
+    the timing loop itself is :func:`yolov9lite.latency.time_calls`)."""
     with torch.inference_mode():
-        for _ in range(warm):
-            fn()
-        for _ in range(n):
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        return statistics.median(latency.time_calls(fn, device, warm, n))
 
 
 def infer_model(name: str, device, off=None):

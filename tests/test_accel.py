@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import count_host_syncs
 
 import yolov9lite.train as T
 from yolov9lite import build_model, deploy
@@ -139,20 +140,6 @@ def test_optimizer_step_never_applies_nonfinite_gradients(nano, fused):
                if v.dtype.is_floating_point)
 
 
-def count_syncs(monkeypatch) -> list[str]:
-    """CPU proxy for GPU host syncs (as in tests/test_loss.py): record every Tensor -> Python
-    conversion."""
-    calls = []
-    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero"):
-        original = getattr(torch.Tensor, name)
-
-        def spy(self, *args, _name=name, _original=original, **kwargs):
-            calls.append(_name)
-            return _original(self, *args, **kwargs)
-        monkeypatch.setattr(torch.Tensor, name, spy)
-    return calls
-
-
 @pytest.mark.parametrize("read_sums", [False, True])
 def test_train_step_has_two_host_syncs(nano, monkeypatch, read_sums):
     """One full step of train.py (forward, loss, guard, backward, clip, fused SGD, EMA): two
@@ -164,7 +151,7 @@ def test_train_step_has_two_host_syncs(nano, monkeypatch, read_sums):
     x, t = batch()
     loss_fn = DetectionLoss(model)
     sums = torch.zeros(3)
-    calls = count_syncs(monkeypatch)
+    calls = count_host_syncs(monkeypatch)
     ok, loss, values = T.train_step(s, x, t, loss_fn, T.DistInfo(), None, sums, step_due=True,
                                     read_sums=read_sums)
     assert calls == ["tolist", "tolist"]

@@ -19,6 +19,7 @@ import sys
 import pytest
 import torch
 from fixtures_official import official_modules, write_official_checkpoint
+from helpers import randomize_batchnorm
 
 from yolov9lite import build_model
 from yolov9lite.checkpoint import (
@@ -80,15 +81,8 @@ def reference_model(name: str, nc: int = 80):
     so the fp16 file round trip is exact), in eval mode."""
     torch.manual_seed(0)
     model = build_model(name, nc)
-    g = torch.Generator().manual_seed(1)
+    randomize_batchnorm(model, seed=1)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
         for t in model.state_dict().values():  # fp16 rounding, in place (no copies)
             if t.is_floating_point():
                 t.copy_(t.half())

@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from helpers import count_host_syncs
 
 from yolov9lite.boxes import bbox2dist, box_ciou, box_iou, xywh2xyxy
 from yolov9lite.head import DDetect, DualDDetect
@@ -287,14 +288,7 @@ def test_one_host_sync_per_call(dual, monkeypatch):
     The only one should be the ``tolist`` that reads the padded box count M (with the
     validation flags fused into it)."""
     preds = [[m.detach().requires_grad_() for m in ms] for ms in dual(feats(), feats(seed=1))]
-    calls = []
-    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero"):
-        original = getattr(torch.Tensor, name)
-
-        def spy(self, *args, _name=name, _original=original, **kwargs):
-            calls.append(_name)
-            return _original(self, *args, **kwargs)
-        monkeypatch.setattr(torch.Tensor, name, spy)
+    calls = count_host_syncs(monkeypatch)
     bool(torch.ones(()))  # the spy sees conversions
     assert calls == ["__bool__"]
     for lead_head_guided in (False, True):

@@ -6,6 +6,7 @@ deployed, is the project's evidence that every layer, width and quirk is reprodu
 """
 import pytest
 import torch
+from helpers import randomize_batchnorm
 
 import yolov9lite
 from yolov9lite import build_model, deploy, profile
@@ -27,20 +28,6 @@ SIZES = "tsmce"
 
 def n_params(model):
     return sum(p.numel() for p in model.parameters())
-
-
-def randomize_batchnorm(model, seed=0):
-    """Give every BN non-trivial statistics, so that folding it is really tested."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(c, generator=g) * 0.4 + 0.8)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
-    return model
 
 
 @pytest.mark.parametrize("name", OFFICIAL_MODELS)

@@ -1,8 +1,8 @@
 """pyproject.toml, environment.yml, constraints.txt, Makefile and .ci/run agree with each other."""
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

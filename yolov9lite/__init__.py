@@ -16,6 +16,11 @@ params / FLOPs              :mod:`yolov9lite.complexity`  (:func:`profile`)
 assigner, loss (Sec. 5.1)   :mod:`yolov9lite.assign`, :mod:`yolov9lite.loss`
 data and augmentation       :mod:`yolov9lite.data`
 COCO evaluation             :mod:`yolov9lite.coco_eval`, :mod:`yolov9lite.postprocess`
+PGI gradient measurements  :mod:`yolov9lite.gradients`
+ablation tables (Tab. 4-5)  :mod:`yolov9lite.ablation`
+training recipe             :mod:`yolov9lite.train`, :mod:`yolov9lite.optim`
+checkpoints, predict        :mod:`yolov9lite.checkpoint`, :mod:`yolov9lite.predict`
+speed, latency              :mod:`yolov9lite.accel`, :mod:`yolov9lite.latency`
 plots and figures           :mod:`yolov9lite.viz`, :mod:`yolov9lite.figures`
 ==========================  ===========================================================
 """

@@ -20,6 +20,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def time_calls(fn, device, warmup: int = 3, iters: int = 10) -> list[float]:
+    """Seconds of each of ``iters`` calls of ``fn()`` after ``warmup`` untimed ones, with a device
+    synchronisation before and after every timed call so that queued GPU work is counted (the
+    method of ``shared/peer-bench``; ``benchmarks/bench_gpu.py`` uses it too)."""
+    device = torch.device(device)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 @torch.inference_mode()
 def measure_latency(model: nn.Module, imgsz: int = 640, batch: int = 1, device=None,
                     warmup: int = 3, iters: int = 10, dtype: torch.dtype = torch.float32,
@@ -36,15 +53,7 @@ def measure_latency(model: nn.Module, imgsz: int = 640, batch: int = 1, device=N
         from .accel import CudaGraphRunner
 
         run = CudaGraphRunner(model, x, warmup=warmup)
-    for _ in range(warmup):
-        run(x)
-    _sync(device)
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        run(x)
-        _sync(device)
-        times.append(time.perf_counter() - t0)
+    times = time_calls(lambda: run(x), device, warmup, iters)
     med = statistics.median(times)
     p90 = sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
     return {"batch": batch, "imgsz": imgsz, "device": str(device), "ms_per_batch": 1e3 * med,

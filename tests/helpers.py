@@ -1,0 +1,34 @@
+"""Small helpers shared by several test modules (imported as ``from helpers import ...``; pytest
+puts this folder on ``sys.path``)."""
+import torch
+
+SYNC_METHODS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero")
+
+
+def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every BatchNorm non-trivial statistics and affine parameters (in place), so that BN
+    folding and weight mapping are really exercised; returns the model."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(c, generator=g) * 0.4 + 0.8)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+    return model
+
+
+def count_host_syncs(monkeypatch) -> list[str]:
+    """CPU proxy for GPU host syncs: from now on, record the name of every Tensor -> Python
+    conversion (``item``, ``tolist``, ``bool(t)``, ...) in the returned list."""
+    calls: list[str] = []
+    for name in SYNC_METHODS:
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    return calls
