@@ -6,7 +6,7 @@ Programmable Gradient Information", arXiv:2402.13616 (ECCV 2024).
 Where each paper idea lives:
 
 ==========================  ===========================================================
-information retention (3)  :mod:`yolov9lite.retention`
+information retention (3)   :mod:`yolov9lite.retention`
 blocks (GELAN, Sec. 4.2)    :mod:`yolov9lite.blocks`
 models and presets          :mod:`yolov9lite.models`  (:func:`build_model`)
 PGI (Sec. 4.1)              :mod:`yolov9lite.pgi`
@@ -16,7 +16,7 @@ params / FLOPs              :mod:`yolov9lite.complexity`  (:func:`profile`)
 assigner, loss (Sec. 5.1)   :mod:`yolov9lite.assign`, :mod:`yolov9lite.loss`
 data and augmentation       :mod:`yolov9lite.data`
 COCO evaluation             :mod:`yolov9lite.coco_eval`, :mod:`yolov9lite.postprocess`
-PGI gradient measurements  :mod:`yolov9lite.gradients`
+PGI gradient measurements   :mod:`yolov9lite.gradients`
 ablation tables (Tab. 4-5)  :mod:`yolov9lite.ablation`
 training recipe             :mod:`yolov9lite.train`, :mod:`yolov9lite.optim`
 checkpoints, predict        :mod:`yolov9lite.checkpoint`, :mod:`yolov9lite.predict`

@@ -268,8 +268,11 @@ class DetectionLoss:
         dtype = torch.promote_types(maps0[0].dtype, torch.float32)
         anchor_points, stride = (t.to(dtype) for t in make_anchors(maps0, self.strides))
         image_wh = (maps0[0].shape[3] * self.strides[0], maps0[0].shape[2] * self.strides[0])
-        gt = pad_targets(targets.to(anchor_points.device, dtype), batch_size, image_wh,
-                         self.nc, self.validate)
+        # Padding happens where the targets are. The training loop passes them still on the CPU
+        # (as the loader yields them), so reading the box count M there costs no device sync;
+        # only the padded tensors travel to the device, asynchronously.
+        gt = pad_targets(targets.to(dtype=dtype), batch_size, image_wh, self.nc, self.validate)
+        gt = tuple(t.to(anchor_points.device, non_blocking=True) for t in gt)
         anchor_px = anchor_points * stride
 
         decoded = []
