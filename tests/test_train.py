@@ -263,3 +263,18 @@ def test_cli_help(capsys):
     for flag in ("--model", "--data", "--epochs", "--batch", "--amp", "--resume", "--sync-bn",
                  "--close-mosaic", "--cos-lr", "--max-batches"):
         assert flag in out
+
+
+def test_cli_passes_ablation_knobs_as_model_kwargs(monkeypatch):
+    """`yolov9lite train --pgi ds --depth-csp 2` reaches train() as model_kwargs (unset knobs are
+    left to the preset), and the knobs build the intended model."""
+    import yolov9lite.train as T
+    from yolov9lite import build_model
+
+    seen = {}
+    monkeypatch.setattr(T, "train", lambda **kw: seen.update(kw))
+    assert T.main(["--model", "gelan-nano", "--pgi", "ds", "--depth-csp", "2"]) == 0
+    assert seen["model_kwargs"] == {"pgi": "ds", "depth_csp": 2}
+    assert T.main(["--model", "gelan-nano"]) == 0 and seen["model_kwargs"] is None
+    model = build_model("gelan-nano", 3, **{"pgi": "ds", "depth_csp": 2})
+    assert model.has_aux and model.cfg.depth_csp == 2

@@ -57,8 +57,9 @@ import torch.distributed as dist
 from torch import nn
 
 from .accel import AMP_CHOICES, autocast, pick_amp, prepare_model, setup_backends
+from .blocks import BLOCK_TYPES
 from .loss import ITEM_NAMES, DetectionLoss
-from .models import build_model
+from .models import PGI_VARIANTS, build_model
 from .optim import (
     ModelEMA,
     apply_schedule,
@@ -804,6 +805,9 @@ def _hyp_file(path: str) -> dict:
     return hyp
 
 
+MODEL_KNOBS = ("pgi", "block", "depth_elan", "depth_csp")  # CLI flags passed as model_kwargs
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="yolov9lite train",
@@ -812,6 +816,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
     a("--model", default="gelan-nano", help="preset name (yolov9lite models lists them)")
+    # ablation knobs (paper Tables 2-5); unset = the preset's own value
+    a("--pgi", choices=PGI_VARIANTS, default=None, help="auxiliary branch (Tables 4-5)")
+    a("--block", choices=sorted(BLOCK_TYPES), default=None, help="computational block (Table 2)")
+    a("--depth-elan", type=int, default=None, help="D_ELAN: stages per GELAN unit (Table 3)")
+    a("--depth-csp", type=int, default=None, help="D_CSP: bottlenecks per CSP block (Table 3)")
     a("--data", default="synthetic", help="data yaml, or 'synthetic' (generated offline)")
     a("--epochs", type=int, default=100)
     a("--batch", type=int, default=16, help="total batch size over all GPUs")
@@ -872,6 +881,8 @@ def main(argv: list[str] | None = None) -> int:
               lead_head_guided=args.lead_head_guided, max_nonfinite=args.max_nonfinite,
               val_backend=args.val_backend, tensorboard=not args.no_tensorboard,
               plots=not args.no_plots, verbose=not args.quiet,
+              model_kwargs={k: v for k in MODEL_KNOBS
+                            if (v := getattr(args, k)) is not None} or None,
               **{k: float(v) for k, v in optim.items()})
     except (TrainError, NonFiniteLossError) as err:
         print(f"yolov9lite train: error: {err}", file=sys.stderr)
