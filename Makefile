@@ -7,6 +7,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_CONSTRAINTS ?= -c constraints.txt
+# TORCH=cpu: take torch/torchvision from PyTorch's CPU-only wheel index (about 0.2 GB instead of
+# several GB of CUDA libraries), for machines without an NVIDIA GPU. Default: PyPI only.
+TORCH ?=
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed
 
 .PHONY: install figures models test lint clean
@@ -14,7 +18,10 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install $(TORCH_CONSTRAINTS) -e ".[train,notebooks,dev]"
+	if [ "$(TORCH)" = "cpu" ]; then \
+		$(PY) -m pip install $(TORCH_CONSTRAINTS) --index-url $(TORCH_CPU_INDEX) torch torchvision; \
+	elif [ -n "$(TORCH)" ]; then echo "TORCH=$(TORCH): only TORCH=cpu is known" >&2; exit 2; fi
+	$(PY) -m pip install $(TORCH_CONSTRAINTS) -e ".[train,notebooks,dev,export]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,6 +33,7 @@ models: $(STAMP)
 	$(PY) -m yolov9lite models
 
 test: $(STAMP)
+	$(PY) -m ruff check yolov9lite tests benchmarks
 	$(PY) -m nbstripout --verify notebooks/*.ipynb
 	MPLBACKEND=Agg $(PY) -m pytest -q --durations=25 \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 tests notebooks

@@ -5,19 +5,26 @@ Rows
 ----
 Training step (forward, dual loss, backward, SGD step; random images, 8 boxes per image):
 
-* ``official``       - the official model and ``ComputeLoss`` exactly as
-  ``shared/peer-bench/bench_official_model.py`` runs it (fp16 autocast + scaler, NCHW, plain SGD);
-* ``official cl``    - the same with channels-last and cuDNN autotuning (``bench_official_opt.py``);
+* ``official``       - the official model and ``ComputeLoss`` as the official ``train_dual.py``
+  step runs them (fp16 autocast + scaler, NCHW, plain SGD);
+* ``official cl``    - the same with channels-last and cuDNN autotuning;
 * ``ours plain``     - our model and loss in that same configuration (fp16 + scaler, NCHW,
   multi-tensor SGD, no autotuning): the like-for-like row;
 * ``ours fast``      - channels-last, cuDNN autotuning, bf16 autocast without a scaler (fp16 +
   scaler where the GPU lacks bf16), fused SGD;
-* ``ours compile``   - ``ours fast`` + ``torch.compile`` of the model (compile time in the notes).
+* ``ours compile``   - ``ours fast`` + ``torch.compile`` of the model (compile time in its column);
+* ``ours graph``     - ``ours fast`` through :class:`yolov9lite.graphstep.GraphStep`: targets padded
+  to a fixed box budget, the non-finite guard on the device, forward + loss + backward replayed
+  as one CUDA graph; it includes the guard, clipping at 10 and the EMA that the bare rows leave
+  out (compare it with ``--full-step`` rows for the like-for-like cost of the graph).
 
 Inference of the deployed (fused) gelan-s / gelan-c in fp16 at batch 1 and 32: eager and
-CUDA-graph replay (:class:`yolov9lite.accel.CudaGraphRunner`), ours and official.
+CUDA-graph replay (:class:`yolov9lite.accel.CudaGraphRunner`), ours and official. Section
+``infer-compile`` (ours, CUDA only): ``torch.compile`` with max-autotune under our CUDA graph
+(:func:`yolov9lite.accel.compile_for_inference`), and the CUDA graph of the model followed by the
+sync-free GPU postprocessing (:class:`yolov9lite.postprocess.EndToEnd`: decode + batched NMS).
 
-Measurement method (copied from the peer-bench scripts so the ratios are like for like): the same
+Measurement method (the same for both codes, so the ratios are like for like): the same
 batch sizes, ``torch.rand`` images on the device, the same random boxes (``targets_for``), the same
 warm-up / timed iteration counts, one ``cuda.synchronize`` before and after the timed loop
 (training) or around every call (inference, median). ``ratio`` is img/s over the first official
@@ -49,31 +56,23 @@ import sys
 import time
 import traceback
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from yolov9lite import build_model, deploy, latency, profile
+from yolov9lite.accel import CudaGraphRunner, pick_amp
+from yolov9lite.loss import DetectionLoss
+from yolov9lite.optim import build_optimizer
 
-from yolov9lite import (  # noqa: E402
-    build_model,
-    deploy,
-    latency,  # noqa: E402
-    profile,
-)
-from yolov9lite.accel import CudaGraphRunner, pick_amp  # noqa: E402
-from yolov9lite.loss import DetectionLoss  # noqa: E402
-from yolov9lite.optim import build_optimizer  # noqa: E402
-
-DEFAULT_STUBS = ROOT.parent / "shared" / "peer-bench" / "stubs"
 TRAIN_FULL = [("yolov9-s", 64), ("yolov9-c", 32)]
 INFER_FULL = [("gelan-s", (1, 32)), ("gelan-c", (1, 32))]
 
 
 # --------------------------------------------------------------------------- shared inputs
 def targets_for(batch: int, boxes: int = 8, seed: int = 0) -> torch.Tensor:
-    """The peer-bench boxes, draw for draw: w, h in [0.05, 0.35), centres in [0.2, 0.8), a class
+    """The benchmark's boxes, the same draws for both codes: w, h in [0.05, 0.35), centres in [0.2, 0.8), a class
     in [0, 80); rows ``[image, class, cx, cy, w, h]``."""
     g = torch.Generator().manual_seed(seed)
     rows = []
@@ -122,7 +121,7 @@ def load_official(folder: str, stubs: str | None):
 
 # --------------------------------------------------------------------------- training rows
 def time_steps(step, device: torch.device, warm: int, steps: int) -> tuple[float, float]:
-    """(seconds per timed step, seconds of the warm-up): the peer-bench loop, synchronised once
+    """(seconds per timed step, seconds of the warm-up): the timing loop, synchronised once
     at the start and once at the end of the timed steps."""
     t_start = time.perf_counter()
     for _ in range(warm):
@@ -173,13 +172,15 @@ def ours_train_row(name: str, batch: int, img: int, device, variant: str, warm: 
     """Our model and loss. ``plain``: the official configuration (fp16 + scaler on GPU, NCHW,
     multi-tensor SGD, no autotuning). ``fast``: channels-last, autotuning, bf16 (no scaler),
     fused SGD. ``compile``: fast + torch.compile. ``full_step``: the step of
-    :func:`yolov9lite.train.train_step` (non-finite guard, clipping at 10, EMA) instead of the
-    peer-bench step, which has none of them."""
+    :func:`yolov9lite.engine.train_step` (non-finite guard, clipping at 10, EMA) instead of the
+    bare step, which has none of them."""
     from yolov9lite.accel import prepare_model
+    from yolov9lite.engine import State, train_step
     from yolov9lite.optim import ModelEMA
-    from yolov9lite.train import DistInfo, State, train_step
+    from yolov9lite.runtime import DistInfo
 
     fast = variant != "plain"
+    graph = variant == "graph"
     torch.backends.cudnn.benchmark = fast and device.type == "cuda"
     if device.type == "cuda":
         amp_dtype = pick_amp(device, "auto") if fast else torch.float16
@@ -194,12 +195,20 @@ def ours_train_row(name: str, batch: int, img: int, device, variant: str, warm: 
     x = torch.rand(batch, 3, img, img, device=device)
     if fast:
         x = x.to(memory_format=torch.channels_last)
-    tg = targets_for(batch).to(device)
+    tg = targets_for(batch)  # on the CPU, as the training loop passes them: padding costs no device sync
     s = State(model=model, net=net, optimizer=opt, scaler=scaler,
-              ema=ModelEMA(model) if full_step else None)
+              ema=ModelEMA(model) if full_step or graph else None)
     sums = torch.zeros(3, device=device)
+    if graph:
+        from yolov9lite.engine import make_graph_step
+
+        # budget = the benchmark's 8 boxes per image, so the loss does the work of the other rows
+        graph_step = make_graph_step(s, loss_fn, amp_dtype, device, box_budget=8)
 
     def step():
+        if graph:
+            graph_step(s, x, tg, loss_fn, DistInfo(), amp_dtype, sums, step_due=True)
+            return
         if full_step:
             train_step(s, x, tg, loss_fn, DistInfo(), amp_dtype, sums, step_due=True)
             return
@@ -212,20 +221,28 @@ def ours_train_row(name: str, batch: int, img: int, device, variant: str, warm: 
         opt.zero_grad(set_to_none=True)
 
     dt, warm_s = time_steps(step, device, warm, steps)
+    row = {}
+    if graph:
+        graph_step.end_epoch()  # one read of the device guard (warns on a skipped batch)
     notes = [str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32"]
     if scaler.is_enabled():
         notes[0] += "+scaler"
     if fast:
         notes.append("channels_last, fused SGD" + (", autotune" if device.type == "cuda" else ""))
     if variant == "compile":
-        notes.append(f"compile {net.compile_s:.0f} s (warm-up {warm_s:.0f} s)")
+        row["compile_s"] = net.compile_s
+        notes.append(f"first forward {net.compile_s:.0f} s, warm-up {warm_s:.0f} s")
         torch._dynamo.reset()
-    return {"s_per_step": dt, "notes": "; ".join(notes)}
+    if graph:
+        notes.append("graph step (guard, clip, EMA included)"
+                     + (f"; capture + warm-up {warm_s:.0f} s" if device.type == "cuda" else
+                        "; no CUDA graph on CPU"))
+    return {**row, "s_per_step": dt, "notes": "; ".join(notes)}
 
 
 # --------------------------------------------------------------------------- inference rows
 def time_calls(fn, device, warm: int, n: int) -> float:
-    """Median seconds per inference call, synchronised around every call (peer-bench method;
+    """Median seconds per inference call, synchronised around every call (the same for both codes;
     the timing loop itself is :func:`yolov9lite.latency.time_calls`)."""
     with torch.inference_mode():
         return statistics.median(latency.time_calls(fn, device, warm, n))
@@ -261,7 +278,7 @@ def infer_rows(name: str, batches, img: int, device, off, warm: int, n_for, grap
             x = x.to(memory_format=torch.channels_last)
         base = {"section": "infer", "model": name, "batch": batch}
         reset_memory(device)
-        dt = time_calls(lambda: model(x), device, warm, n_for(batch))
+        dt = time_calls(partial(model, x), device, warm, n_for(batch))
         rows.append({**base, "variant": f"{who} eager {fmt}", "s_per_step": dt,
                      "peak_gib": peak_gib(device), "notes": str(dtype).replace("torch.", "")})
         if not graph:
@@ -272,11 +289,60 @@ def infer_rows(name: str, batches, img: int, device, off, warm: int, n_for, grap
             continue
         reset_memory(device)
         runner = CudaGraphRunner(model, x)
-        dt = time_calls(lambda: runner(x), device, warm, n_for(batch))
+        dt = time_calls(partial(runner, x), device, warm, n_for(batch))
         rows.append({**base, "variant": f"{who} graph {fmt}", "s_per_step": dt,
                      "peak_gib": peak_gib(device), "notes": "CUDA graph replay"})
         del runner
     del model
+    return rows
+
+
+def deployed_cl(name: str, device):
+    """Our deployed model, fp16 on CUDA, channels-last."""
+    model, dtype = infer_model(name, device)
+    return model.to(memory_format=torch.channels_last), dtype
+
+
+def compiled_rows(name: str, batches, img: int, device, warm: int, n_for, mode: str) -> list[dict]:
+    """Ours, channels-last fp16, CUDA only: torch.compile (``mode``) under our CUDA graph."""
+    from yolov9lite.accel import compile_for_inference
+
+    torch.backends.cudnn.benchmark = True
+    model, dtype = deployed_cl(name, device)
+    rows = []
+    for batch in batches:
+        x = torch.rand(batch, 3, img, img, device=device, dtype=dtype)
+        x = x.to(memory_format=torch.channels_last)
+        reset_memory(device)
+        runner, compile_s = compile_for_inference(model, x, mode=mode)
+        dt = time_calls(partial(runner, x), device, warm, n_for(batch))
+        rows.append({"section": "infer", "model": name, "batch": batch,
+                     "variant": "ours compiled graph cl", "s_per_step": dt,
+                     "compile_s": compile_s, "peak_gib": peak_gib(device),
+                     "notes": f"torch.compile {mode} + CUDA graph"})
+        del runner
+        torch._dynamo.reset()
+    return rows
+
+
+def nms_rows(name: str, batches, img: int, device, warm: int, n_for) -> list[dict]:
+    """Ours, channels-last fp16, CUDA only: the CUDA graph of the model followed by the
+    sync-free GPU postprocessing (decode + batched NMS), image in, detections out."""
+    from yolov9lite.postprocess import EndToEnd
+
+    model, dtype = deployed_cl(name, device)
+    rows = []
+    for batch in batches:
+        x = torch.rand(batch, 3, img, img, device=device, dtype=dtype)
+        x = x.to(memory_format=torch.channels_last)
+        reset_memory(device)
+        runner = CudaGraphRunner(EndToEnd(model), x)
+        dt = time_calls(partial(runner, x), device, warm, n_for(batch))
+        rows.append({"section": "infer", "model": name, "batch": batch,
+                     "variant": "ours graph cl + nms", "s_per_step": dt,
+                     "peak_gib": peak_gib(device),
+                     "notes": "model + decode + batched NMS (conf 0.25, iou 0.45) in one graph"})
+        del runner
     return rows
 
 
@@ -312,8 +378,18 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+SAVE_TO: dict = {}  # {"path": ..., "rows": [...]}: --json is rewritten after every row
+
+
 def progress(row: dict) -> None:
-    """One line per finished row, so a long GPU round shows where it is."""
+    """One line per finished row, so a long GPU round shows where it is; with ``--json`` the rows
+    so far are saved too, so a round cut short by a time cap keeps what it measured."""
+    if SAVE_TO:
+        SAVE_TO["rows"].append(row)
+        tmp = Path(SAVE_TO["path"] + ".tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"rows": SAVE_TO["rows"], "partial": True}, default=str))
+        os.replace(tmp, SAVE_TO["path"])
     if "s_per_step" in row:
         what = f"{1e3 * row['s_per_step']:.2f} ms, {row['batch'] / row['s_per_step']:.1f} img/s"
     else:
@@ -328,23 +404,43 @@ def hardware(device: torch.device) -> str:
             f"{torch.get_num_threads()} torch threads")
 
 
+def parse_models(text: str) -> list[tuple[str, tuple[int, ...]]]:
+    """``"gelan-s:1,32,gelan-c:1"`` -> ``[("gelan-s", (1, 32)), ("gelan-c", (1,))]``."""
+    out = []
+    for part in text.split(","):
+        if ":" in part:
+            name, first = part.split(":", 1)
+            out.append((name, (int(first),)))
+        elif out:
+            out[-1] = (out[-1][0], (*out[-1][1], int(part)))
+        else:
+            raise SystemExit(f"bench_gpu.py: bad model list {text!r}: use model:batch,...")
+    return out
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--official", default=None, help="folder of the official YOLOv9 code "
                     "(git-ignored, e.g. third_party/yolov9); its rows are skipped without it")
-    ap.add_argument("--stubs", default=str(DEFAULT_STUBS), help="offline stand-ins for the "
-                    "official code's imports (IPython, git, pkg_resources)")
+    ap.add_argument("--stubs", default=None, help="folder of offline stand-ins for the "
+                    "official code's imports (IPython, git, pkg_resources), if it needs them")
     ap.add_argument("--device", default="auto", help="auto, cuda, cpu")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, 1+1 steps: checks that "
                     "every row runs (CPU friendly), measures nothing")
-    ap.add_argument("--sections", default="train,infer")
+    ap.add_argument("--sections", default="train,infer", help="train, infer, infer-compile")
+    ap.add_argument("--infer-compile-mode", default="max-autotune-no-cudagraphs",
+                    help="torch.compile mode of the infer-compile rows")
+    ap.add_argument("--train-models", default=None, help="model:batch list, e.g. "
+                    "yolov9-s:64,yolov9-c:32 (the default; smoke yolov9-s:2)")
+    ap.add_argument("--infer-models", default=None, help="model:batches list, e.g. "
+                    "gelan-s:1,32,gelan-c:1,32 (the default; smoke gelan-s:1,2)")
     ap.add_argument("--variants", default=None, help="training variants of ours: plain,fast,"
                     "compile (default all on GPU; plain,fast with --smoke)")
     ap.add_argument("--official-cl", action=argparse.BooleanOptionalAction, default=True,
                     help="also time the official step with channels-last + autotuning")
     ap.add_argument("--full-step", action="store_true", help="ours: the train.py step "
-                    "(guard, clipping, EMA), not the peer-bench step")
+                    "(guard, clipping, EMA), not the bare step")
     ap.add_argument("--img", type=int, default=None, help="image side (default 640; 64 smoke)")
     ap.add_argument("--steps", type=int, default=None, help="timed training steps (20; smoke 1)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (5; smoke 1)")
@@ -366,14 +462,20 @@ def main(argv=None) -> list[dict]:
     warm = args.warmup or (1 if smoke else 5)
     train_cfgs = [("yolov9-s", 2)] if smoke else TRAIN_FULL
     infer_cfgs = [("gelan-s", (1, 2))] if smoke else INFER_FULL
+    if args.train_models:
+        train_cfgs = [(m, b[0]) for m, b in parse_models(args.train_models)]
+    if args.infer_models:
+        infer_cfgs = parse_models(args.infer_models)
     variants = (args.variants or ("plain,fast" if smoke else "plain,fast,compile")).split(",")
     sections = args.sections.split(",")
     n_for = (lambda b: 2) if smoke else (lambda b: 200 if b == 1 else 50)
     infer_warm = 1 if smoke else 20
     off = load_official(args.official, args.stubs) if args.official else None
+    if args.json:
+        SAVE_TO.update(path=args.json, rows=[])
     if off is not None and os.environ.get("YOLOV5_CONFIG_DIR") is None:
         print("note: the official code may try to download Arial.ttf; set YOLOV5_CONFIG_DIR to a "
-              "folder holding any TTF under that name (shared/peer-bench/README.md)")
+              "folder holding any TTF under that name")
 
     rows, gflops = [], {}
 
@@ -395,14 +497,14 @@ def main(argv=None) -> list[dict]:
             with torch.device("meta"):
                 gflops[name] = profile(build_model(name, 80), img)["gflops"]
             if off is not None:
-                run("train", name, batch, "official", lambda: official_train_row(
-                    off, name, batch, img, device, False, warm, steps))
+                run("train", name, batch, "official", partial(
+                    official_train_row, off, name, batch, img, device, False, warm, steps))
                 if args.official_cl:
-                    run("train", name, batch, "official cl", lambda: official_train_row(
-                        off, name, batch, img, device, True, warm, steps))
+                    run("train", name, batch, "official cl", partial(
+                        official_train_row, off, name, batch, img, device, True, warm, steps))
             for v in variants:
-                run("train", name, batch, f"ours {v}", lambda: ours_train_row(
-                    name, batch, img, device, v, warm, steps, args.full_step))
+                run("train", name, batch, f"ours {v}", partial(
+                    ours_train_row, name, batch, img, device, v, warm, steps, args.full_step))
     if "infer" in sections:
         for name, batches in infer_cfgs:
             for who in ([off] if off is not None else []) + [None]:
@@ -412,9 +514,29 @@ def main(argv=None) -> list[dict]:
                 if who is None and device.type == "cuda":  # ours also in channels-last
                     new += infer_rows(name, batches, img, device, None, infer_warm, n_for,
                                       graph=True, channels_last=True)
+                    new += nms_rows(name, [b for b in batches if b == 1], img, device,
+                                    infer_warm, n_for)
                 rows.extend(new)
                 for r in new:
                     progress(r)
+    if "infer-compile" in sections:
+        for name, batches in infer_cfgs:
+            if device.type != "cuda":
+                rows.extend({"section": "infer", "model": name, "batch": b,
+                             "variant": "ours compiled graph cl",
+                             "notes": "skipped: CUDA graphs need a GPU"} for b in batches)
+                continue
+            try:
+                new = compiled_rows(name, batches, img, device, infer_warm, n_for,
+                                    args.infer_compile_mode)
+            except Exception as err:  # noqa: BLE001 - a failed compile is a row, not a lost round
+                traceback.print_exc()
+                new = [{"section": "infer", "model": name, "batch": batches[0],
+                        "variant": "ours compiled graph cl",
+                        "notes": f"failed: {type(err).__name__}: {str(err)[:80]}"}]
+            rows.extend(new)
+            for r in new:
+                progress(r)
     add_derived(rows, args.peak_tflops if device.type == "cuda" else None, gflops)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"{'SMOKE (not a measurement) ' if smoke else ''}{stamp}; {hardware(device)}; "

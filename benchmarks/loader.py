@@ -1,8 +1,8 @@
 """Training-loader throughput at 640, batch 16, full scratch-high augmentation, 1 and 2 workers.
 
-    python benchmarks/loader.py                       # synthetic set written at 640 px
-    python benchmarks/loader.py path/to/data.yaml     # a dataset YAML (its train split)
-    python benchmarks/loader.py path/to/images/       # any image folder (YOLO layout)
+    python -m benchmarks.loader                       # synthetic set written at 640 px
+    python -m benchmarks.loader path/to/data.yaml     # a dataset YAML (its train split)
+    python -m benchmarks.loader path/to/images/       # any image folder (YOLO layout)
 
 Also measures the floor: JPEG decoding alone (cv2.imread, one process) over the same files.
 A mosaic sample decodes 4 images, plus 4 more when MixUp fires (p=0.15), so the most a loader
@@ -17,14 +17,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import cv2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from yolov9lite.data import HYP_SCRATCH_HIGH, build_dataloader, make_synthetic
 from yolov9lite.data.labels import list_images
 

@@ -1,7 +1,7 @@
-"""Write checkpoints in the *official* YOLOv9 layout without the official code (issue 6 fixtures).
+"""Write checkpoints in the *official* YOLOv9 layout without the official code (test fixtures).
 
-An official ``.pt`` (spec Section 6) is a dict whose ``model``/``ema`` entries are pickled
-``models.yolo.DetectionModel`` objects: an ``nn.Sequential`` called ``model`` of layers whose
+An official ``.pt`` (as the official ``train_dual.py`` saves it) is a dict whose ``model``/``ema``
+entries are pickled ``models.yolo.DetectionModel`` objects: an ``nn.Sequential`` called ``model`` of layers whose
 classes live in ``models.common`` / ``models.yolo``, in half precision, with plain attributes
 (``yaml``, ``names``, ``nc``, ``stride`` ...). To write such a file here we
 
@@ -12,7 +12,7 @@ classes live in ``models.common`` / ``models.yolo``, in half precision, with pla
 3. ``torch.save`` the training-script dict, then remove the fake modules again, so that the
    loader under test can *not* import them.
 
-Layer indices come from :func:`yolov9lite.checkpoint.official_layer_table`; the tests check that
+Layer indices come from :func:`yolov9lite.official.official_layer_table`; the tests check that
 table independently (official tensor counts, per-layer parameter counts, sample keys).
 """
 from __future__ import annotations
@@ -26,7 +26,8 @@ import types
 import torch
 from torch import nn
 
-from yolov9lite.checkpoint import OFFICIAL_CLASSES, official_layer_table
+from yolov9lite.official import official_layer_table
+from yolov9lite.safe_pickle import OFFICIAL_CLASSES
 
 FAKE_PACKAGES = ("models", "models.common", "models.yolo")
 
@@ -93,7 +94,7 @@ def _head(model, classes) -> nn.Module:
         out.__dict__.update(attrs)
         return out
     dual = _new(classes["DualDDetect"], **attrs)
-    # official DualDDetect: cv2/cv3/dfl = auxiliary head, cv4/cv5/dfl2 = main head (spec 2.2)
+    # official DualDDetect: cv2/cv3/dfl = auxiliary head, cv4/cv5/dfl2 = main head (official models/yolo.py)
     for official, ours in (("cv2", head.aux.cv2), ("cv3", head.aux.cv3), ("dfl", head.aux.dfl),
                            ("cv4", head.main.cv2), ("cv5", head.main.cv3), ("dfl2", head.main.dfl)):
         dual.add_module(official, _officialise(ours, classes))
@@ -124,7 +125,7 @@ def official_object(model, classes, names=None) -> nn.Module:
             layer = _officialise(model.get_submodule(by_index[i]), classes)
         else:
             layer = _gap_layer(i, by_index, classes)
-        # per-layer attributes the official builder sets (spec Section 6)
+        # per-layer attributes the official builder sets (official models/yolo.py, parse_model)
         layer.i, layer.f, layer.np = i, -1, sum(p.numel() for p in layer.parameters())
         layer.type = f"{type(layer).__module__}.{type(layer).__name__}"
         layers.append(layer)

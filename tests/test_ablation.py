@@ -23,7 +23,7 @@ def test_run_grid_passes_knobs_as_model_kwargs(tmp_path):
     calls = []
     variants = {k: A.VARIANTS[k] for k in ("none", "PFH", "FPN", "LHG-ICN")}
     before = set(models.PRESETS)
-    rows = A.run_grid(variants, [0, 1], dict(model="gelan-nano", epochs=2, project=tmp_path),
+    rows = A.run_grid(variants, [0, 1], {"model": "gelan-nano", "epochs": 2, "project": tmp_path},
                       train_fn=fake_train(calls), log=None)
     assert set(models.PRESETS) == before  # the preset table is never modified
     assert [(r["variant"], r["seed"]) for r in rows] == [
@@ -49,7 +49,7 @@ def test_finished_runs_are_reused(tmp_path):
         "epoch," + ",".join(f"metrics/{m}" for m in A.METRICS) + "\n"
         "1,,,,,,\n2," + ",".join(["0.5"] * 6) + "\n")
     calls = []
-    rows = A.run_grid({"FPN": A.VARIANTS["FPN"]}, [0, 1], dict(epochs=2, project=tmp_path),
+    rows = A.run_grid({"FPN": A.VARIANTS["FPN"]}, [0, 1], {"epochs": 2, "project": tmp_path},
                       train_fn=fake_train(calls), log=None)
     assert rows[0]["AP"] == 50.0 and [c["seed"] for c in calls] == [1]
 
@@ -62,9 +62,9 @@ def test_unknown_variant_option_is_named():
 def test_paper_tables_match_the_spec():
     t4, t5 = A.paper_table_4(), A.paper_table_5()
     assert len(t4) == 12 and all(r["source"] == "paper" for r in t4 + t5)
-    lhg = [r for r in t4 if r["G_backbone"] == "LHG-ICN"][0]
+    lhg = next(r for r in t4 if r["G_backbone"] == "LHG-ICN")
     assert (lhg["AP"], lhg["APS"], lhg["APM"], lhg["APL"]) == (53.0, 36.3, 58.5, 69.1)
-    c_pgi = [r for r in t5 if r["model"] == "GELAN-C" and r["setting"] == "+ PGI"][0]
+    c_pgi = next(r for r in t5 if r["model"] == "GELAN-C" and r["setting"] == "+ PGI")
     assert (c_pgi["AP"], c_pgi["AP50"], c_pgi["AP75"]) == (53.0, 70.3, 57.8)
 
 
@@ -74,14 +74,55 @@ def test_tables_keep_paper_and_ours_apart():
     summary = A.summarise(rows)
     t4 = A.format_ablation_table(summary, "table4", "gelan-nano", "default scale",
                                  paper_model="GELAN-C")
-    assert [r["source"] for r in t4].count("paper") == 7
-    ours = [r for r in t4 if r["source"] != "paper"]
+    assert [r["source"] for r in t4].count(A.PAPER_SOURCE_4) == 7
+    ours = [r for r in t4 if r["source"] != A.PAPER_SOURCE_4]
     assert ours[0]["AP"] == "10.5 ± 0.7" and "default scale, 2 seeds" in ours[0]["source"]
     t5 = A.format_ablation_table(summary, "table5", "gelan-nano", "default scale",
                                  paper_model="GELAN-C", pgi_variant="ICN")
-    assert t5[0]["+ PGI"] == "53.0 (+0.5) / 70.3 (+0.8) / 57.8 (+0.5)"
-    assert t5[1]["+ DS"].startswith("11.5 ± 0.7 (+1.0)")
+    pgi, ds = "+ PGI: AP / AP50 / AP75 (Δ)", "+ DS: AP / AP50 / AP75 (Δ)"  # metric order in the header
+    assert t5[0][pgi] == "53.0 (Δ+0.5) / 70.3 (Δ+0.8) / 57.8 (Δ+0.5)"
+    assert "70.2" in t5[0]["note"]  # the paper's own Table 1 / Table 5 inconsistency is flagged
+    assert t5[1][ds].startswith("11.5 ± 0.7 (Δ+1.0)")
     assert "| model |" in A.markdown(t5)
+    flagged = [r for r in t4 if r["source"] == A.PAPER_SOURCE_4 and "identical" in r["note"]]
+    assert [r["G_backbone"] for r in flagged] == ["PFH", "FPN"]
+    # no AP measured (default scale): one row of ours saying so, in both layouts
+    assert "not run" in A.format_ablation_table({}, "table4", "gelan-nano", "s")[-1]["AP"]
+    assert A.format_ablation_table({}, "table5", "gelan-nano", "s")[-1][pgi] == "not run"
+
+
+def test_delta_is_computed_before_rounding():
+    assert A._delta(0.04) == "Δ=" and A._delta(0.051) == "Δ+0.1" and A._delta(-0.26) == "Δ-0.3"
+
+
+def test_width_knobs_make_a_thinner_main_branch():
+    thin = models.build_model("gelan-nano", num_classes=6, **A.width_knobs("gelan-nano", 0.5))
+    full = models.build_model("gelan-nano", num_classes=6)
+    assert A.width_knobs("gelan-nano", 1.0) == {}
+    assert sum(p.numel() for p in thin.parameters()) < 0.5 * sum(p.numel() for p in full.parameters())
+
+
+def test_paired_runs_start_every_variant_from_the_same_main_branch():
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.rand(2, 3, 64, 64, generator=g),
+                torch.tensor([[0, 1, 0.5, 0.5, 0.4, 0.3], [1, 2, 0.3, 0.6, 0.2, 0.2]]))
+               for _ in range(2)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = A.paired_runs("gelan-nano", {k: A.VARIANTS[k] for k in ("none", "PFH")}, [3],
+                             batches, batches[:1], num_classes=3, steps=2, evals=2,
+                             knobs=A.width_knobs("gelan-nano", 0.5), setting="thin")
+    finally:
+        torch.set_num_threads(threads)
+    assert [(r["variant"], r["seed"], r["setting"]) for r in rows] == [
+        ("none", 3, "thin"), ("PFH", 3, "thin")]
+    assert rows[0]["loss0"] == pytest.approx(rows[1]["loss0"], rel=1e-6)  # same main branch
+    assert all(r["loss"] == pytest.approx(r["box"] + r["cls"] + r["dfl"]) for r in rows)
+    d = A.paired_differences(rows, "PFH", part="loss")
+    assert d.shape == (1,) and d[0] == pytest.approx(rows[0]["loss"] - rows[1]["loss"])
+    assert A.batch_order(3, 7, seed=1) == A.batch_order(3, 7, seed=1)
+    assert sorted(A.batch_order(3, 6, seed=1)[:3]) == [0, 1, 2]  # every batch once per epoch
 
 
 @pytest.mark.timeout(120)
@@ -92,10 +133,10 @@ def test_one_real_short_run(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rows = A.run_grid({"PFH": A.VARIANTS["PFH"]}, [0], dict(
-            model="gelan-nano", data=str(data), epochs=1, batch_size=8, nominal_batch=8,
-            imgsz=64, device="cpu", workers=0, max_batches=1, project=tmp_path / "runs",
-            tensorboard=False, plots=False, verbose=False), log=None)
+        rows = A.run_grid({"PFH": A.VARIANTS["PFH"]}, [0], {
+            "model": "gelan-nano", "data": str(data), "epochs": 1, "batch_size": 8, "nominal_batch": 8,
+            "imgsz": 64, "device": "cpu", "workers": 0, "max_batches": 1, "project": tmp_path / "runs",
+            "tensorboard": False, "plots": False, "verbose": False}, log=None)
     finally:
         torch.set_num_threads(threads)
     assert rows[0]["variant"] == "PFH" and 0.0 <= rows[0]["AP50"] <= 100.0

@@ -1,16 +1,18 @@
-"""Official checkpoint import, our checkpoint format, convert/deploy (issue 6).
+"""Official checkpoint import, our checkpoint format, convert/deploy, and refusing unsafe files.
 
-Spec references: ``shared/reference/yolov9-spec.md`` Section 2.3-2.5 (layer indices), Section 3
-(converted checkpoints), Section 6 (official .pt format). The official-layout files are written by
-``tests/fixtures_official.py`` without the official code; equality is checked against our model
-holding the same weights (the reference). The layer table itself is checked here against facts
-measured with the official builder (tensor counts, per-layer parameter counts).
+Official sources: the layer order of ``models/detect/*.yaml``, ``tools/reparameterization.ipynb``
+(converted checkpoints), ``train_dual.py`` (what a ``.pt`` holds). The official-layout files are
+written by ``tests/fixtures_official.py`` without the official code; equality is checked against
+our model holding the same weights (the reference). The layer table itself is checked here against
+facts measured with the official builder (tensor counts, per-layer parameter counts). Crafted
+files (code execution, resource bombs) must be refused through every entry point.
 """
 from __future__ import annotations
 
 import builtins
 import functools
 import importlib.util
+import json
 import os
 import pickle
 import subprocess
@@ -31,20 +33,18 @@ from yolov9lite.checkpoint import (
     load_model,
     load_official,
     model_from_checkpoint,
-    official_key_map,
-    recognise_official,
     save_checkpoint,
 )
 from yolov9lite.models import OFFICIAL_MODELS
+from yolov9lite.official import official_key_map, recognise_official
 
-# Number of state-dict tensors of each official model (official builder, nc=80); spec Section 6
-# gives 1460 for yolov9-c.
+# Number of state-dict tensors of each official model (official builder, nc=80).
 OFFICIAL_TENSORS = {
     "gelan-t": 1339, "gelan-s": 1339, "gelan-m": 907, "gelan-c": 937, "gelan-e": 1811,
     "yolov9-t": 1772, "yolov9-s": 1772, "yolov9-m": 1412, "yolov9-c": 1460, "yolov9-e": 2172,
 }
 
-# Per-layer parameter counts of the official gelan models (spec Section 2.3), layer -> params.
+# Per-layer parameter counts of the official gelan models (official builder printout), layer -> params.
 _IDX = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 18, 19, 21, 22)
 SPEC_LAYER_PARAMS = {
     "gelan-t": dict(zip(_IDX, (464, 4672, 7872, 18560, 65216, 55488, 145824, 110848, 258432, 41344,
@@ -57,13 +57,13 @@ SPEC_LAYER_PARAMS = {
     "gelan-c": dict(zip(_IDX, (1856, 73984, 212864, 164352, 847616, 656384, 2857472, 656384,
                                2857472, 656896, 3119616, 912640, 164352, 2988544, 656384, 3119616,
                                5552320))),
-    # spec 2.4: GELAN-E's P5 unit (layer 41; 48 in yolov9-e) and yolov9-e's DualDDetect (official
+    # GELAN-E's P5 unit (layer 41; 48 in yolov9-e) and yolov9-e's DualDDetect (official
     # builder printout)
     "gelan-e": {41: 12_860_416},
     "yolov9-e": {48: 12_860_416, 49: 11_104_640},
 }
 
-# A few official keys and shapes (spec Section 6, 2.4; official builder).
+# A few official keys and shapes (official builder).
 SAMPLE_KEYS = {
     "yolov9-c": {"model.38.cv4.0.0.conv.weight": (64, 256, 3, 3), "model.38.dfl2.conv.weight": (1, 16, 1, 1),
                  "model.38.cv2.0.0.conv.weight": (128, 512, 3, 3), "model.25.conv.weight": (1280, 512, 1, 1),
@@ -302,5 +302,169 @@ def test_convert_cli(tmp_path, capsys):
         assert load_model(tmp_path / "ours_dep.pt").names == ["x", "y", "z"]
     # errors are reported, not raised
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    assert convert_main([str(tmp_path / "junk.pt"), str(tmp_path / "o.pt")]) == 1
+    assert convert_main([str(tmp_path / "junk.pt"), str(tmp_path / "o.pt")]) == 2
     assert "truncated or corrupted" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ resource bombs
+
+def _our_format(config, nc, state_dict, **extra):
+    return {"format": "yolov9lite", "version": 1, "model_name": "x", "config": config, "nc": nc,
+            "names": [], "deployed": False, "state_dict": state_dict, **extra}
+
+
+def _bomb_files(tmp_path) -> dict:
+    """Small files that ask for a lot: each must be refused fast, allocating next to nothing."""
+    import dataclasses
+
+    import numpy as np
+
+    from yolov9lite.checkpoint import _plain
+
+    conv = [_Evil(torch.nn.Conv2d, 4096, 4096, 3) for _ in range(3)]  # 3 x 604 MB if called
+    nano = _plain(dataclasses.asdict(build_model("gelan-nano", 2).cfg))
+    huge = {**nano, "conv0": 10**6, "backbone": [[10**6, 10**6]] * 3, "depth_elan": 10**6}
+    widest = {**nano, **{k: 4096 for k in ("conv0", "conv1")}, "depth_csp": 4, "depth_elan": 4,
+              "backbone": [[4096, 4096]] * 3, "backbone_down": [4096] * 3}  # within the bounds
+    spread = torch.zeros(1).expand(10**9)  # one stored float claiming 10^9 elements
+    files = {
+        "conv_official.pt": {"model": conv[0], "ema": conv[1], "extra": conv[2], "epoch": -1},
+        "conv_ours.pt": _our_format(nano, 2, {"backbone.conv0.conv.weight": conv[0]}),
+        "config_huge.pt": _our_format(huge, 10**7, {}),
+        "config_widest_no_weights.pt": _our_format(widest, 80, {}),
+        "stride0_ours.pt": _our_format(nano, 2, {"backbone.conv0.conv.weight": spread}),
+        "stride0_official.pt": {"model": {"model.22.cv3.0.2.bias": spread}},
+        "stride0_nested.pt": _our_format(nano, 2, {}, train_state={"optimizer": {"state": {
+            0: {"momentum_buffer": torch.zeros(1, dtype=torch.float16).expand(10**9)}}}}),
+        "bytearray.pt": _our_format(nano, 2, {}, junk=_Evil(bytearray, 3 * 10**9)),
+        "numpy.pt": {"model": None, "ema": None,
+                     "best_fitness": _Evil(np._core.multiarray._reconstruct, np.ndarray,
+                                           (10**10,), "f8")},
+    }
+    paths = {}
+    for name, obj in files.items():
+        paths[name] = tmp_path / name
+        torch.save(obj, paths[name])
+        assert paths[name].stat().st_size < 4000, name  # a few KB each
+    paths["conv_legacy.pt"] = tmp_path / "conv_legacy.pt"  # the pre-zip torch.save format
+    torch.save(files["conv_official.pt"], paths["conv_legacy.pt"],
+               _use_new_zipfile_serialization=False)
+    return paths
+
+
+_BOMB_SCRIPT = r"""
+import contextlib, io, json, resource, sys, time
+import torch
+from yolov9lite import build_model, checkpoint, coco_eval, official, trainer
+
+paths, out_dir, warm = json.loads(sys.argv[1])
+checkpoint.load_model(warm)  # first use of torch.load and model building: not the bomb's cost
+with torch.device("meta"):  # the first shape-only build sets up the meta device (seconds)
+    build_model("gelan-nano")
+base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def cli(main, argv):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    return f"exit {code}: {err.getvalue()}"
+
+loaders = {
+    "load_official": official.load_official,
+    "load_model": checkpoint.load_model,
+    "model_from_checkpoint":
+        lambda p: checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(p)),
+    "val load_weights": coco_eval.load_weights,
+    "train resume": trainer.load_training_checkpoint,
+    "convert": lambda p: cli(checkpoint.convert_main, [p, out_dir + "/converted.pt"]),
+    "deploy": lambda p: cli(checkpoint.deploy_main, ["--weights", p, "--out", out_dir + "/d.pt"]),
+}
+results = []
+for path in paths:
+    for entry, load in loaders.items():
+        t0 = time.perf_counter()
+        try:
+            value = load(path)
+            outcome = ["returned", (value if isinstance(value, str) else repr(value))[:300]]
+        except Exception as err:
+            outcome = ["raised", f"{type(err).__name__}: {err}"[:300]]
+        results.append([path, entry, time.perf_counter() - t0, *outcome])
+extra_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kb) / 1024
+print(json.dumps({"results": results, "extra_mb": extra_mb}))
+print("\n".join(f"{r[2]:.3f} {r[1]} {r[0].rsplit('/', 1)[-1]}" for r in results), file=sys.stderr)
+"""
+
+
+def test_resource_bombs_are_refused_fast_and_small(tmp_path):
+    """Constructor calls (``nn.Conv2d(4096, 4096, 3)``), absurd configs, stride-0 tensors,
+    ``bytearray(3e9)`` and a 10^10-element numpy array, each in a file of a few KB, through
+    every entry point that reads a checkpoint: each is refused (the convert/deploy CLIs report
+    it and exit non-zero) in under 2 s, and all of them together raise the peak memory of the
+    process by under 300 MB. A config at the bounds is refused after one shape-only build."""
+    paths = _bomb_files(tmp_path)
+    warm = save_checkpoint(tmp_path / "warm.pt", build_model("gelan-nano", 2))
+    out = subprocess.run([sys.executable, "-c", _BOMB_SCRIPT,
+                          json.dumps([[str(p) for p in paths.values()], str(tmp_path), str(warm)])],
+                         capture_output=True, text=True, timeout=300, check=False,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.splitlines()[-1])
+    for path, entry, seconds, how, what in report["results"]:
+        where = f"{os.path.basename(path)} via {entry}: {what}"
+        if entry in ("convert", "deploy"):
+            assert how == "returned" and what.startswith("exit ") and what[5] != "0", where
+            assert "yolov9lite" in what and "Traceback" not in what, where
+        else:
+            assert how == "raised" and what.split(":")[0] in {
+                "CheckpointError", "UnsafeCheckpointError", "TrainError"}, where
+        # a config at the bounds without weights costs one shape-only model build, no memory
+        limit = 10.0 if "widest" in path else 2.0
+        assert seconds < limit, f"{where} took {seconds:.2f} s"
+    assert report["extra_mb"] < 300, f"peak memory grew by {report['extra_mb']:.0f} MB"
+    assert not (tmp_path / "converted.pt").exists() and not (tmp_path / "d.pt").exists()
+
+
+def test_refusal_messages_say_what_was_refused(tmp_path):
+    paths = _bomb_files(tmp_path)
+    with pytest.raises(UnsafeCheckpointError, match=r"calls torch\.nn\.modules\.conv\.Conv2d"):
+        load_official(paths["conv_official.pt"])
+    with pytest.raises(UnsafeCheckpointError, match=r"builtins\.bytearray.*before unpickling"):
+        load_checkpoint(paths["bytearray.pt"])
+    with pytest.raises(CheckpointError, match="'conv0' = 1000000 is out of range"):
+        load_model(paths["config_huge.pt"])
+    with pytest.raises(CheckpointError, match="do not fit the stored config"):
+        load_model(paths["config_widest_no_weights.pt"])
+    with pytest.raises(UnsafeCheckpointError, match="claims 1000000000 elements over 4 stored"):
+        load_model(paths["stride0_ours.pt"])
+    with pytest.raises(UnsafeCheckpointError, match="momentum_buffer' claims 1000000000 elements"):
+        load_checkpoint(paths["stride0_nested.pt"])  # what a resume would copy into the optimizer
+    with pytest.raises(UnsafeCheckpointError, match="claims 1000000000 elements over 4 stored"):
+        load_official(paths["stride0_official.pt"])
+
+
+def test_training_file_numpy_values_are_placeholders(tmp_path):
+    """numpy values of an official training file are not rebuilt (no array of a size the file
+    chooses), and the rest of the file still loads."""
+    from yolov9lite.safe_pickle import NumpyPlaceholder, restricted_load
+
+    path = write_official_checkpoint(tmp_path / "last.pt", reference_model("gelan-nano"),
+                                     training=True)
+    assert isinstance(restricted_load(path)["best_fitness"], NumpyPlaceholder)
+    assert load_official(path).name == "gelan-nano"
+
+
+def test_only_safe_pickle_calls_torch_load():
+    """Every checkpoint read goes through the guarded loader: no other module calls torch.load."""
+    import ast
+    from pathlib import Path
+
+    import yolov9lite
+
+    callers = []
+    for path in Path(yolov9lite.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "load" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id in ("torch", "pickle")):
+                callers.append(path.name)
+    assert set(callers) == {"safe_pickle.py"}, callers

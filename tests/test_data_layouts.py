@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,7 +76,7 @@ def test_label_cache_hit_and_invalidation(coco_root, tmp_path, caplog):
     yaml_path = write_yolo_copy(coco_root, tmp_path / "y", polygons=False)
     cfg = load_data_config(yaml_path)
     records, _, from_cache = scan_yolo(cfg["train"], 6)
-    assert not from_cache and (tmp_path / "y" / "labels" / "train.cache").is_file()
+    assert not from_cache and (tmp_path / "y" / "labels" / "train.yolov9lite-cache.npz").is_file()
     again, _, from_cache = scan_yolo(cfg["train"], 6)
     assert from_cache and len(again) == len(records)
     assert all(np.array_equal(a.boxes, b.boxes) for a, b in zip(records, again))
@@ -110,8 +111,6 @@ def test_config_names_forms_and_errors(tmp_path):
 
 
 def test_repo_coco_yaml_parses_without_data():
-    from pathlib import Path
-
     import yaml
     raw = yaml.safe_load((Path(__file__).parents[1] / "data" / "coco.yaml").read_text())
     assert len(raw["names"]) == 80 and len(raw["category_ids"]) == 80
@@ -135,3 +134,80 @@ def test_dataset_to_coco_round_trip(coco_root, tmp_path):
     api.dataset = gt
     api.createIndex()
     assert len(api.getAnnIds()) == len(gt["annotations"])
+
+
+def small_jpeg(path, seed):
+    import cv2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.random.default_rng(seed).integers(0, 255, (24, 32, 3), np.uint8))
+
+
+def test_same_file_name_in_two_subfolders_keeps_every_image(tmp_path):
+    """4 names x 2 subfolders: all 8 images, 8 distinct ids; a name unique in the split keeps
+    its COCO-style number as id."""
+    for k in range(8):
+        folder = "a" if k < 4 else "b"
+        small_jpeg(tmp_path / "images" / "train" / folder / f"{k % 4:012d}.jpg", k)
+        (tmp_path / "labels" / "train" / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "labels" / "train" / folder / f"{k % 4:012d}.txt").write_text(
+            f"0 0.5 0.5 0.{k + 1} 0.5\n")
+    small_jpeg(tmp_path / "images" / "train" / "b" / "000000000139.jpg", 9)
+    records, report, _ = scan_yolo(str(tmp_path / "images" / "train"), 1, use_cache=False)
+    assert report.images == len(records) == 9 and report.skipped == 0
+    assert len({r.image_id for r in records}) == 9
+    assert next(r for r in records if r.path.endswith("139.jpg")).image_id == 139
+    widths = sorted(round(float(r.boxes[0, 2]), 1) for r in records if len(r.boxes))
+    assert widths == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]  # each image kept its own labels
+
+
+def test_scan_keeps_copies_and_symlinks_and_skips_a_path_listed_twice(tmp_path, caplog):
+    """The official policy: byte-identical files under other names are how users oversample;
+    they are kept with one summary warning. Only the same listing twice is a duplicate."""
+    images = tmp_path / "images" / "train"
+    small_jpeg(images / "orig.jpg", 0)
+    small_jpeg(images / "other.jpg", 1)
+    for k in range(3):
+        shutil.copy(images / "orig.jpg", images / f"copy{k}.jpg")
+    os.symlink(images / "orig.jpg", images / "link.jpg")
+    (tmp_path / "labels" / "train").mkdir(parents=True)
+    for p in images.iterdir():
+        (tmp_path / "labels" / "train" / f"{p.stem}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    with caplog.at_level(logging.INFO, logger="yolov9lite.data"):
+        records, report, _ = scan_yolo(str(images), 1, use_cache=False)
+        report.log()
+    assert sorted(Path(r.path).name for r in records) == [
+        "copy0.jpg", "copy1.jpg", "copy2.jpg", "link.jpg", "orig.jpg", "other.jpg"]
+    copies = [r.getMessage() for r in caplog.records if "byte-identical" in r.getMessage()]
+    assert len(copies) == 1 and "4 files" in copies[0] and "kept (oversampling)" in copies[0]
+    assert report.skipped == 0 and len({r.image_id for r in records}) == 6
+    listing = tmp_path / "train.txt"
+    listing.write_text("images/train/orig.jpg\n./images/train/orig.jpg\nimages/train/link.jpg\n"
+                       f"{images / 'other.jpg'}\n")
+    records, report, _ = scan_yolo(str(listing), 1, use_cache=False)
+    assert sorted(Path(r.path).name for r in records) == ["link.jpg", "orig.jpg", "other.jpg"]
+    assert report.counts() == {"duplicate file": 1} and report.skipped == 1
+    assert "listed twice" in report.issues[0][2]
+
+
+def test_copy_detection_samples_only_the_ends_of_large_files(tmp_path):
+    """No full read at COCO scale: size + first and last 4 KiB decide. Two 1 MiB files that
+    differ only in the middle count as copies; that only changes the warning's count, never
+    which files are kept (all are)."""
+    from yolov9lite.data.labels import count_copies
+    middle = 512 * 1024
+    a, b, c = (tmp_path / n for n in ("a.bin", "b.bin", "c.bin"))
+    data = bytearray(1 << 20)
+    a.write_bytes(bytes(data))
+    data[middle] = 1
+    b.write_bytes(bytes(data))
+    data[-1] = 1
+    c.write_bytes(bytes(data))
+    n, example = count_copies([str(a), str(b), str(c)], [1 << 20] * 3)
+    assert n == 1 and example == f"{b} = {a}"
+
+
+def test_image_list_that_is_not_utf8_is_one_clear_error(tmp_path):
+    listing = tmp_path / "train.txt"
+    listing.write_bytes("images/a.jpg\n".encode("utf-16"))
+    with pytest.raises(DataConfigError, match=r"train\.txt: cannot read the image list"):
+        scan_yolo(str(listing), 1, use_cache=False)

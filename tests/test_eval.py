@@ -1,4 +1,4 @@
-"""Tests of the COCO evaluation (yolov9lite/coco_eval.py, spec Section 5).
+"""Tests of the COCO evaluation (yolov9lite/coco_eval.py; protocol of the official val.py).
 
 AP numbers are checked against pycocotools called directly on the same JSON, never against
 hard-coded values, except the perfect-prediction case where AP = 1.0 by definition.
@@ -24,7 +24,6 @@ from yolov9lite.coco_eval import (
     detections_to_coco_json,
     evaluate,
     format_coco_summary,
-    val_main,
 )
 
 CAT_IDS = [1, 3, 18, 44, 90]  # a few COCO ids, with gaps, so that the id mapping matters
@@ -97,7 +96,7 @@ def test_coco80_to_91_table():
     assert len(COCO80_TO_91) == 80 and COCO80_TO_91 == sorted(set(COCO80_TO_91))
     assert COCO80_TO_91[0] == 1 and COCO80_TO_91[-1] == 90
     missing = set(range(1, 91)) - set(COCO80_TO_91)
-    assert missing == {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}  # spec Section 5
+    assert missing == {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}  # official coco80_to_coco91_class
     assert all(COCO91_TO_80[COCO80_TO_91[i]] == i for i in range(80))
 
 
@@ -346,31 +345,7 @@ def test_evaluate_empty_ground_truth_warns(tmp_path):
     assert all(m[k] == 0.0 for k in METRIC_KEYS)
 
 
-def test_val_main_reports_clear_error_without_checkpoint_module(monkeypatch, tmp_path):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "yolov9lite.checkpoint", None)  # makes the import fail
-    with pytest.raises(RuntimeError, match="yolov9lite.checkpoint.load_model"):
-        val_main(["--weights", str(tmp_path / "x.pt"), "--data", "x", "--device", "cpu"])
-
-
-def test_val_main_prints_summary(monkeypatch, tmp_path, capsys):
-    import yolov9lite.coco_eval as ce
-
-    gt = make_gt(n_images=6, seed=17)
-    loader, model = make_fake_val(gt)
-    monkeypatch.setattr(ce, "load_weights", lambda path, device=None: model)
-    real_evaluate = ce.evaluate
-    cfg = {"names": [f"c{c}" for c in CAT_IDS], "nc": len(CAT_IDS), "category_ids": CAT_IDS}
-    monkeypatch.setattr(ce, "evaluate", lambda m, data, **kw: real_evaluate(
-        m, cfg, dataloader=loader, gt=gt, **kw))
-    out = tmp_path / "d.json"
-    rc = val_main(["--weights", "w.pt", "--data", "x", "--device", "cpu", "--save-json", str(out),
-                   "--backend", "faster_coco_eval"])
-    text = capsys.readouterr().out
-    assert rc == 0 and out.exists()
-    assert sum(ln.startswith(" Average") for ln in text.splitlines()) == 12
-    assert "c90" in text
+# The `yolov9lite val` command (run folder, table, one-line errors): tests/test_cli_val.py
 
 
 def test_evaluate_gelan_nano_end_to_end(tmp_path):

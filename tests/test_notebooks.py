@@ -1,4 +1,4 @@
-"""Notebook hygiene (issue 7): one parameters cell, a kernelspec, no committed outputs, and every
+"""Notebook hygiene: one parameters cell, a kernelspec, no committed outputs, and every
 key of ``notebooks/params/*.full.yaml`` is a real parameter of its notebook.
 
 papermill only *warns* about an unknown parameter and then runs with the default, so a typo in a
@@ -141,3 +141,16 @@ def test_figures_command_end_to_end(tmp_path, capsys):
     assert figures.main(argv) == 0  # again: byte-identical figure
     assert (out / "tiny.png").read_bytes() == first
     assert "0 new, 0 changed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameter_check_follows_the_parameters_cell(nb_path):
+    # yolov9lite.nbparams.check_parameters() reads the cell executed just before it: it must sit
+    # in the cell right after the parameters cell (papermill injects its cell in between)
+    cells = nbformat.read(nb_path, as_version=4).cells
+    where = [i for i, c in enumerate(cells) if "check_parameters()" in c.source]
+    if nb_path.stem[:2] in ("01", "02"):
+        assert where, f"{nb_path.name}: call yolov9lite.nbparams.check_parameters()"
+    params = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    assert all(i == params + 1 for i in where), \
+        f"{nb_path.name}: check_parameters() must be in the cell right after the parameters cell"

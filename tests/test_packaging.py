@@ -38,8 +38,29 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make figures" in readme
-    assert re.search(r"^make test$", ci, re.M)
+    assert re.search(r"^make test$", ci, re.MULTILINE)
 
 
 def test_console_script_points_at_the_cli():
     assert pyproject()["project"]["scripts"]["yolov9lite"] == "yolov9lite.cli:main"
+
+
+def test_makefile_installs_every_extra():
+    """The test install (Makefile) has every extra, so e.g. the export tests' onnxruntime is
+    there."""
+    makefile = (ROOT / "Makefile").read_text()
+    installs = re.findall(r'-e "\.\[(.*?)\]"', makefile)
+    assert installs, "the Makefile must install the package itself (-e \".[...]\")"
+    declared = pyproject()["project"]["optional-dependencies"]
+    assert all(set(extras.split(",")) == set(declared) for extras in installs)
+
+
+def test_make_test_runs_ruff_before_the_tests():
+    """``make test`` (what CI runs) lints the package, tests and benchmarks before pytest."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    lines = [line.strip() for line in recipe.splitlines()[1:]]
+    lint = "ruff check yolov9lite tests benchmarks"
+    ruff = next(i for i, line in enumerate(lines) if lint in line)
+    pytest_ = next(i for i, line in enumerate(lines) if "pytest" in line)
+    assert ruff < pytest_

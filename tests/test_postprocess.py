@@ -1,11 +1,18 @@
-"""Tests of NMS and box scaling (yolov9lite/postprocess.py, spec Section 5 "NMS", "JSON output")."""
+"""Tests of NMS and box scaling (yolov9lite/postprocess.py; official utils/general.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torchvision
 
-from yolov9lite.postprocess import non_max_suppression, scale_boxes, xywh2xyxy, xyxy2xywh
+from yolov9lite.postprocess import (
+    EndToEnd,
+    nms_static,
+    non_max_suppression,
+    scale_boxes,
+    xywh2xyxy,
+    xyxy2xywh,
+)
 
 
 def raw(boxes_xywh, scores):
@@ -142,3 +149,41 @@ def test_scale_boxes_clips_to_the_original_image():
     out = scale_boxes(boxes, ((1.0, 1.0), (0.0, 0.0)), (480, 640))
     assert out.tolist() == [[0.0, 0.0, 640.0, 480.0]]
     assert scale_boxes(torch.zeros(0, 6), ((1.0, 1.0), (0.0, 0.0)), (480, 640)).shape == (0, 6)
+
+
+@pytest.mark.parametrize("multi_label,agnostic,conf,iou", [
+    (True, False, 0.25, 0.7), (False, False, 0.25, 0.45), (True, True, 0.5, 0.45),
+    (False, True, 0.001, 0.7)])
+def test_nms_static_equals_the_list_version(multi_label, agnostic, conf, iou):
+    """The fixed-shape, sync-free NMS (for the GPU) keeps exactly the boxes, scores, classes and
+    order of non_max_suppression when its budgets suffice, and says so in ``exact``."""
+    pred = random_pred(b=3, nc=5, a=160, seed=4)
+    pred[1, 4:] = 0.0  # an image without detections
+    kwargs = {"conf_thres": conf, "iou_thres": iou, "max_det": 300, "multi_label": multi_label,
+              "agnostic": agnostic}
+    want = non_max_suppression(pred, **kwargs)
+    got = nms_static(pred, **kwargs, max_candidates=400)
+    assert got.boxes.shape == (3, 300, 6) and bool(got.exact.all())
+    for w, g in zip(want, got.as_list()):
+        assert torch.equal(w, g)
+    assert got.boxes[1].abs().sum() == 0 and got.count[1] == 0
+
+
+def test_nms_static_flags_a_too_small_budget():
+    pred = random_pred(b=1, nc=5, a=240, seed=5)
+    small = nms_static(pred, conf_thres=0.25, multi_label=True, max_candidates=64)
+    assert not bool(small.exact[0])
+    assert small.count[0] <= 64
+
+
+def test_end_to_end_module_runs_model_and_nms():
+    from yolov9lite import build_model, deploy
+
+    torch.manual_seed(0)
+    model = deploy(build_model("gelan-nano", 3)).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.inference_mode():
+        got = EndToEnd(model, conf_thres=0.001, iou_thres=0.7, max_det=50)(x)
+        want = nms_static(model(x), 0.001, 0.7, max_det=50)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert got.boxes.shape == (2, 50, 6)

@@ -113,3 +113,59 @@ def test_conv_depth_has_no_side_effects():
     R.conv_depth(unit, 8)
     assert all(torch.equal(state[k], v) for k, v in unit.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state()) and unit.training
+
+
+# --- shortest path, probe images, the Jacobian measure -----------------------------------------
+
+
+@pytest.mark.parametrize(("arch", "short"), [("plain", 1), ("resnet", 0), ("cspnet", 2),
+                                             ("gelan", 2), ("revnet", 0), ("preact", 0)])
+def test_shortest_path_per_unit(arch, short):
+    assert R.conv_depth(R.make_unit(arch, 16), 16, shortest=True) == short
+
+
+def test_probe_images_are_distinct():
+    imgs, names = R.probe_images(8, 12)
+    assert imgs.shape == (8, 3, 12, 12) and len(set(names)) == 8
+    flat = imgs.flatten(1)
+    assert torch.cdist(flat, flat).add(torch.eye(8) * 1e9).min() > 0.5  # no two alike
+
+
+def test_input_jacobians_match_autograd():
+    net = R.build_stack("gelan", 0, 13, 12, "eval")
+    x = R.probe_images(2, 6)[0].double()
+    fd = R.input_jacobians(net, x, [13])[net.depths[-1]]
+    exact = torch.autograd.functional.jacobian(lambda v: net(v[None]).flatten(), x[1])
+    torch.testing.assert_close(fd[1], exact.reshape(exact.shape[0], -1), rtol=1e-4, atol=1e-8)
+
+
+def test_frozen_batch_statistics_equal_a_training_step():
+    net = R.build_stack("resnet", 0, 10, 12, "eval")
+    x = R.probe_images(4, 8)[0].double()
+    with torch.no_grad():
+        want = net.train()(x)
+    R.freeze_batch_statistics(net, x)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), want)
+
+
+def test_jacobian_measure_passes_its_controls():
+    # the notebook's assertion at a smaller depth: invertible stack keeps rank, PlainNet loses it
+    x = R.probe_images(2, 6)[0]
+    rows = R.jacobian_curves(("revnet", "plain"), [1, 60], x, [0], width=12, min_depth=60)
+    keep = {(r["arch"], r["target_depth"]): r["retained"] for r in rows if r["image"] == 0}
+    assert keep[("revnet", 60)] >= 0.9 * keep[("revnet", 1)]
+    assert keep[("plain", 60)] <= 0.5 * keep[("plain", 1)]
+    assert all(-6 <= r["logvol"] <= 0 for r in rows)
+
+
+def test_scale_does_not_change_the_measure():
+    j = torch.randn(2, 40, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    (frac, vol), (frac_small, vol_small) = (R.jacobian_spectrum_stats(j),
+                                            R.jacobian_spectrum_stats(j * 1e-100))
+    assert frac == frac_small and vol == pytest.approx(vol_small, abs=1e-12)
+
+
+def test_shape_crops_are_labelled():
+    x, y = R.shape_crops(24, 12, seed=0)
+    assert x.shape == (24, 3, 12, 12) and y.min() >= 0 and y.max() <= 5

@@ -1,5 +1,5 @@
-"""Training loop (yolov9lite/train.py, yolov9lite/optim.py): recipe pieces, exact resume, DDP,
-NaN guard and bad input. The CPU convergence run is in tests/test_train_converge.py.
+"""Training (yolov9lite/trainer.py, engine.py, config.py, optim.py): recipe pieces, config and
+command line, exact resume (also of older checkpoints), DDP, NaN guard and bad input. The CPU convergence run is in tests/test_train_converge.py.
 
 All runs here are tiny (64-96 px, a few batches) on a small synthetic set, so that the file
 takes well under a minute on 2 cores.
@@ -15,8 +15,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import yolov9lite.train as T
+import yolov9lite.trainer as T
 from yolov9lite import build_model
+from yolov9lite.config import TrainConfig, TrainError
 from yolov9lite.data import make_synthetic
 from yolov9lite.optim import (
     ModelEMA,
@@ -65,7 +66,7 @@ def test_param_groups_order_and_decay():
 
 
 def test_schedule_warmup_and_decay():
-    kw = {"epochs": 10, "nw": 100, "batch_size": 16}
+    kw = {"epochs": 10, "nw": 100, "batches_per_epoch": 50, "batch_size": 16}
     s0 = schedule(0, 0, **kw)
     assert s0["lr"] == [0.1, 0.0, 0.0] and s0["momentum"] == 0.8 and s0["accumulate"] == 1
     s_end = schedule(100, 0, **kw)  # end of warm-up: everything at lr0 * lf(0)
@@ -74,8 +75,10 @@ def test_schedule_warmup_and_decay():
     mid = schedule(50, 0, **kw)
     assert mid["lr"][0] == pytest.approx(0.055) and mid["lr"][1] == pytest.approx(0.005)
     assert mid["accumulate"] == round(1 + 0.5 * 3)
-    after = schedule(1000, 5, **kw)
-    assert after["lr"] == pytest.approx([0.01 * ((1 - 0.5) * 0.99 + 0.01)] * 3)
+    after = schedule(260, 5, **kw)  # official: one epoch behind after warm-up, lf(5 - 1)
+    assert after["lr"] == pytest.approx([0.01 * ((1 - 0.4) * 0.99 + 0.01)] * 3)
+    in_warmup_epoch = schedule(120, 2, **kw)  # warm-up ended in this epoch: its target, lf(2)
+    assert in_warmup_epoch["lr"] == pytest.approx([0.01 * ((1 - 0.2) * 0.99 + 0.01)] * 3)
     assert lr_factor(10, 10) == pytest.approx(0.01) and lr_factor(10, 10, cos_lr=True) == pytest.approx(0.01)
     assert lr_factor(5, 10, cos_lr=True) == pytest.approx(0.505)
     assert warmup_iters(10, 3) == 100 and warmup_iters(1000, 3) == 3000 and warmup_iters(10, 0) == 0
@@ -96,19 +99,29 @@ def test_ema_decay_ramp_and_update():
 
 # --------------------------------------------------------------------------- end-to-end
 def test_short_run_outputs(data_yaml, tmp_path):
-    """A 2-epoch run writes last/best, the CSV, the plot; history has the metrics; best.pt loads
-    as a model with weights_only=True; callbacks fire once per epoch."""
+    """A 2-epoch run writes last/best, the CSV, the plots; history has the metrics; best.pt loads
+    as a model with weights_only=True; callbacks fire once per epoch; the config is saved in
+    the checkpoint and as args.yaml / hyp.yaml. train() takes a TrainConfig here (keywords
+    elsewhere)."""
     seen = []
-    h = T.train(data=data_yaml, epochs=2, batch_size=8, max_batches=2, close_mosaic=1,
-                project=tmp_path, name="run", callbacks={"on_epoch_end": lambda hist: seen.append(len(hist))},
-                **{**TINY, "plots": True})
+    config = TrainConfig(data=data_yaml, epochs=2, batch_size=8, max_batches=2, close_mosaic=1,
+                         project=tmp_path, name="run", **{**TINY, "plots": True})
+    h = T.train(config, callbacks={"on_epoch_end": lambda hist: seen.append(len(hist))})
     assert seen == [1, 2] and len(h) == 2
     assert {"train/box", "train/cls", "train/dfl", "lr/bias", "metrics/AP50", "fitness"} <= set(h[-1])
     assert h[0]["mosaic"] == 1 and h[1]["mosaic"] == 0  # close_mosaic=1: last epoch without
-    for f in ("weights/last.pt", "weights/best.pt", "results.csv", "results.png"):
+    for f in ("weights/last.pt", "weights/best.pt", "results.csv", "results.png", "args.yaml",
+              "hyp.yaml", "labels.jpg", "train_batch0.jpg", "PR_curve.png", "F1_curve.png",
+              "confusion_matrix.png"):  # the plots: plots.save_run_plots, final validation's
         assert (h.save_dir / f).is_file(), f
     ckpt = torch.load(h.last, map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["train_config"]["epochs"] == 2
+    saved = TrainConfig.from_dict(ckpt["train_config"])
+    assert saved.schedule.lr0 == 0.01 and saved.close_mosaic == 1 and saved.to_dict() == ckpt["train_config"]
+    import yaml
+    assert yaml.safe_load((h.save_dir / "args.yaml").read_text()) == ckpt["train_config"]
+    hyp = yaml.safe_load((h.save_dir / "hyp.yaml").read_text())
+    assert hyp["lr0"] == 0.01 and hyp["mosaic"] == 1.0 and hyp["weight_decay"] == 5e-4
     from yolov9lite.checkpoint import load_model
     model = load_model(h.best)
     assert model(torch.zeros(1, 3, 64, 64)).shape[1] == 4 + model.nc
@@ -137,7 +150,15 @@ def test_resume_is_exact(data_yaml, tmp_path):
     with pytest.raises(_Stop):
         T.train(name="killed", callbacks=_stop_after(1), **kw)
     last = tmp_path / "killed" / "weights" / "last.pt"
-    assert torch.load(last, weights_only=True)["train_state"]["pending_grads"] is not None
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["train_state"]["pending_grads"] is not None
+    # resume what an older version wrote: a flat config dict (schedule keys at the top level)
+    # and the schedule settings repeated in train_state["scheduler"]
+    nested = ckpt["train_config"]
+    ckpt["train_config"] = {**{k: v for k, v in nested.items() if k != "schedule"},
+                            **nested["schedule"]}
+    ckpt["train_state"]["scheduler"] = dict(nested["schedule"], epochs=nested["epochs"])
+    torch.save(ckpt, last)
     resumed = T.train(resume=last, **TINY)
     assert resumed.save_dir == tmp_path / "killed" and len(resumed) == 3
 
@@ -189,7 +210,7 @@ def test_ddp_two_cpu_processes_stay_in_sync(data_yaml, tmp_path):
 # --------------------------------------------------------------------------- NaN guard
 @pytest.fixture
 def nan_loss(monkeypatch):
-    """Replace the loss in train.py by the real one whose value is NaN on the listed calls."""
+    """Replace the loss of the trainer by the real one whose value is NaN on the listed calls."""
     def install(bad_calls):
         real_cls, calls = T.DetectionLoss, []
 
@@ -268,13 +289,67 @@ def test_cli_help(capsys):
 def test_cli_passes_ablation_knobs_as_model_kwargs(monkeypatch):
     """`yolov9lite train --pgi ds --depth-csp 2` reaches train() as model_kwargs (unset knobs are
     left to the preset), and the knobs build the intended model."""
-    import yolov9lite.train as T
-    from yolov9lite import build_model
-
-    seen = {}
-    monkeypatch.setattr(T, "train", lambda **kw: seen.update(kw))
+    seen = []
+    monkeypatch.setattr(T, "train", lambda config: seen.append(config))
     assert T.main(["--model", "gelan-nano", "--pgi", "ds", "--depth-csp", "2"]) == 0
-    assert seen["model_kwargs"] == {"pgi": "ds", "depth_csp": 2}
-    assert T.main(["--model", "gelan-nano"]) == 0 and seen["model_kwargs"] is None
-    model = build_model("gelan-nano", 3, **{"pgi": "ds", "depth_csp": 2})
+    assert seen[-1].model_kwargs == {"pgi": "ds", "depth_csp": 2}
+    assert T.main(["--model", "gelan-nano"]) == 0 and seen[-1].model_kwargs is None
+    model = build_model("gelan-nano", 3, pgi="ds", depth_csp=2)
     assert model.has_aux and model.cfg.depth_csp == 2
+
+
+def test_cli_passes_the_neck_pgi_knob(monkeypatch, capsys):
+    """`--pgi-neck icn` (Table 4's G_neck column) reaches train() as model_kwargs and round-trips
+    through config_to_args; its choices are the models' PGI_NECK_VARIANTS."""
+    from yolov9lite.config import config_to_args
+    from yolov9lite.models import PGI_NECK_VARIANTS
+
+    seen = []
+    monkeypatch.setattr(T, "train", lambda config: seen.append(config))
+    assert T.main(["--model", "gelan-nano", "--pgi", "fpn", "--pgi-neck", "icn"]) == 0
+    assert seen[-1].model_kwargs == {"pgi": "fpn", "pgi_neck": "icn"}
+    assert T.config_from_args(config_to_args(seen[-1])) == seen[-1]
+    with pytest.raises(SystemExit) as exit_info:  # argparse: a usage line and exit code 2
+        T.main(["--pgi-neck", "bogus"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--pgi-neck" in err and all(repr(v) in err for v in PGI_NECK_VARIANTS)
+
+
+def test_cli_is_generated_from_the_config(tmp_path, monkeypatch, capsys):
+    """Every TrainConfig field has a flag; old and official names both work; defaults are the
+    config's; a flag beats the --hyp file, which beats the defaults."""
+    assert T.config_from_args([]) == TrainConfig()
+    hyp = tmp_path / "hyp.yaml"
+    hyp.write_text("lr0: 0.5\nlrf: 0.2\nmosaic: 0.5\nbox: 5.0\nobj: 0.7\n")  # obj: official, unused
+    cfg = T.config_from_args(["--batch-size", "8", "--img-size", "96", "--lr0", "0.02", "--no-ema",
+                              "--cos-lr", "--hyp", str(hyp), "--quiet", "--no-plots"])
+    assert (cfg.batch_size, cfg.imgsz, cfg.ema, cfg.verbose, cfg.plots) == (8, 96, False, False, False)
+    assert (cfg.schedule.lr0, cfg.schedule.lrf, cfg.schedule.cos_lr) == (0.02, 0.2, True)
+    assert cfg.hyp == {"mosaic": 0.5, "box": 5.0, "obj": 0.7}
+    assert T.config_from_args(["--batch", "4", "--img", "64"]).imgsz == 64
+    from yolov9lite.config import config_to_args  # the inverse, e.g. to launch under torchrun
+    cfg = TrainConfig.from_options(epochs=3, cos_lr=True, ema=False, channels_last=True,
+                                   model_kwargs={"pgi": "ds"}, resume=True, max_batches=2)
+    assert T.config_from_args(config_to_args(cfg)) == cfg
+    T.build_parser().print_help()
+    out = capsys.readouterr().out
+    assert "--lr0 LR0" in out and "(default: 0.01)" in out and "--batch-size" in out
+
+    hyp.write_text("mosiac: 0.5\n")
+    monkeypatch.setattr(T, "train", lambda config: pytest.fail("must not train"))
+    assert T.main(["--hyp", str(hyp)]) == 2
+    err = capsys.readouterr().err
+    assert "yolov9lite train: error:" in err and "'mosiac'" in err and "mosaic" in err
+
+
+def test_config_rejects_unknown_keys_and_accepts_both_forms():
+    with pytest.raises(TrainError, match=r"unknown hyperparameter\(s\) \['mosiac'\].*mosaic"):
+        T.train(hyp={"mosiac": 1.0})
+    with pytest.raises(TrainError, match="unknown training option.*'epoch'"):
+        T.train(epoch=3)
+    cfg = TrainConfig.from_options(epochs=3, lr0=0.02, hyp={"lr0": 0.5, "mixup": 0.0})
+    assert cfg.schedule.lr0 == 0.02 and cfg.hyp == {"mixup": 0.0}  # the keyword wins
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(TrainError, match="schedule keys belong"):
+        TrainConfig(hyp={"lr0": 0.1})

@@ -65,7 +65,7 @@ def test_unchanged_png_is_not_rewritten(tmp_path):
 
 
 def test_save_table_markdown_and_csv(tmp_path):
-    rows = [dict(arch="GELAN", layer=205, cka=0.8123), dict(arch="PlainNet", layer=200, cka=0.0)]
+    rows = [{"arch": "GELAN", "layer": 205, "cka": 0.8123}, {"arch": "PlainNet", "layer": 200, "cka": 0.0}]
     md, csv = viz.save_table(rows, "t", tmp_path, seed=0)
     assert md.read_text().splitlines() == [
         "| arch | layer | cka |", "|---|---|---|", "| GELAN | 205 | 0.812 |",

@@ -1,10 +1,23 @@
-"""Ablations (paper Tables 4 and 5): train a grid of model variants x seeds, summarise, and print
-each table in the paper's layout with the paper's numbers beside ours.
+"""Ablations (paper Tables 4 and 5): does an auxiliary branch make the main branch learn better?
+
+Two ways to ask, both used by notebook ``05_ablations.ipynb``:
+
+* **The paired experiment** (:func:`paired_runs`, the default scale; it lives in
+  :mod:`yolov9lite.paired`): for each seed every variant starts from identical main-branch weights
+  and sees identical batches in identical order; the outcome is the main head's held-out loss
+  (box / cls / DFL), compared per seed with :func:`paired_differences` and turned into ledger
+  claims (:mod:`yolov9lite.claims`). A short plain SGD loop (:func:`train_steps`) on batches cached
+  once (:func:`cached_batches`) keeps dozens of runs inside a notebook's CPU budget;
+  :func:`width_knobs` makes a thinner main branch for the "lightweight models" question.
+* **The AP grid** (:func:`run_grid`, GPU scales): train a grid of variants x seeds with the full
+  recipe, summarise, and print each table in the paper's layout with the paper's numbers beside
+  ours (:func:`format_ablation_table`; the paper's own inconsistencies are flagged in a note).
 
 A *variant* is a dict of model knobs (fields of :class:`yolov9lite.models.ModelConfig`, e.g.
 ``pgi="ds"``) plus, optionally, training options (e.g. ``lead_head_guided=True``, Table 4's LHG).
-:data:`VARIANTS` holds the PGI variants under their paper names. Every (variant, seed) pair is one
-call of :func:`yolov9lite.train.train`; the metrics of its last (validated) epoch form one row.
+:data:`VARIANTS` (defined in :mod:`yolov9lite.paired`) holds the PGI variants under their paper
+names. In the AP grid every (variant, seed) pair is one call of :func:`yolov9lite.trainer.train`;
+the metrics of its last (validated) epoch form one row.
 
 How a variant reaches ``train``: its model knobs go to ``train(model=base, model_kwargs=knobs)``,
 the same keywords :func:`yolov9lite.build_model` takes; its training options are passed as they are.
@@ -15,32 +28,46 @@ Reading the result at small scale: two runs that differ only in the seed already
 the two variants do not overlap at all (a deliberately plain rule; with 2-3 seeds a t-test would
 pretend to a precision the data do not have).
 
-The paper's numbers are typed in from ``shared/reference/yolov9-spec.md`` Section 1 (arXiv v2);
-they are always labelled ``paper`` and never mixed with ours.
+The paper's numbers are typed in from the paper's Tables 2-5 (arXiv:2402.13616v2);
+they are always labelled ``paper`` and never mixed with ours. Every public name of
+:mod:`yolov9lite.paired` is importable from here too (``ablation.paired_runs`` etc.).
 """
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from . import models as _models
+from .paired import (
+    LOSS_PARTS,
+    METRICS,
+    TRAIN_OPTIONS,
+    VARIANTS,
+    batch_order,
+    cached_batches,
+    held_out_loss,
+    main_head_maps,
+    paired_differences,
+    paired_runs,
+    percent_or_nan,
+    split_variant,
+    train_steps,
+    width_knobs,
+)
 
-METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")
+# The public names of yolov9lite.paired are re-exported: notebooks 03-05 and yolov9lite.gelan_study
+# import them from here.
+__all__ = [
+    "LOSS_PARTS", "METRICS", "PAPER_LABEL", "PAPER_NOTES_4", "PAPER_NOTES_5", "PAPER_SOURCE_4",
+    "PAPER_SOURCE_5", "TABLE4_COLUMNS", "TABLE5_METRICS", "TRAIN_OPTIONS", "UNTESTABLE_AT_DEFAULT",
+    "VARIANTS", "batch_order", "cached_batches", "compare_to_baseline", "format_ablation_table",
+    "held_out_loss", "main_head_maps", "markdown", "noise_sentence", "paired_differences",
+    "paired_runs", "paper_table_4", "paper_table_5", "percent_or_nan", "run_grid",
+    "scope_markdown", "split_variant", "summarise", "train_steps", "width_knobs",
+]
 
-# Paper names -> knobs. "PFH" (Table 4) is the "DS" of Table 5: classic deep supervision.
-VARIANTS: dict[str, dict] = {
-    "none": {"pgi": "none"},
-    "PFH": {"pgi": "ds"},
-    "FPN": {"pgi": "fpn"},
-    "PAN": {"pgi": "pan"},
-    "ICN": {"pgi": "icn"},
-    "LHG-ICN": {"pgi": "icn", "lead_head_guided": True},
-}
-TRAIN_OPTIONS = ("lead_head_guided",)  # variant keys that go to train(), not to the model
 PAPER_LABEL = "paper (COCO val2017, 500 epochs)"
 
 
@@ -73,24 +100,12 @@ def paper_table_5() -> list[dict]:
     out = []
     for model, cells in rows.items():
         for setting, (ap, ap50, ap75) in zip(("baseline", "+ DS", "+ PGI"), cells):
-            out.append(dict(model=model, setting=setting, AP=ap, AP50=ap50, AP75=ap75,
-                            source="paper"))
+            out.append({"model": model, "setting": setting, "AP": ap, "AP50": ap50,
+                        "AP75": ap75, "source": "paper"})
     return out
 
 
 # --------------------------------------------------------------------------- running the grid
-def split_variant(spec: dict) -> tuple[dict, dict]:
-    """(model knobs, train options) of one variant spec; unknown keys raise ValueError."""
-    fields = {f.name for f in dataclasses.fields(_models.ModelConfig)}
-    knobs = {k: v for k, v in spec.items() if k in fields}
-    opts = {k: v for k, v in spec.items() if k in TRAIN_OPTIONS}
-    unknown = set(spec) - set(knobs) - set(opts)
-    if unknown:
-        raise ValueError(f"unknown variant option(s) {sorted(unknown)}: use ModelConfig fields "
-                         f"or {TRAIN_OPTIONS}")
-    return knobs, opts
-
-
 def _finished_record(run_dir: Path, epochs: int) -> dict | None:
     """The last row of a finished run's results.csv (reused at full scale), else None."""
     path = run_dir / "results.csv"
@@ -109,7 +124,7 @@ def run_grid(variants: dict[str, dict], seeds, train_kwargs: dict,
     """Train every variant with every seed; one row per run.
 
     ``variants``: {label: spec} (see :data:`VARIANTS`); ``train_kwargs``: arguments of
-    :func:`yolov9lite.train.train` shared by all runs (``model`` is the base preset, e.g.
+    :func:`yolov9lite.trainer.train` shared by all runs (``model`` is the base preset, e.g.
     ``gelan-c``; ``project`` the folder of the runs). Run ``label, seed`` is named
     ``<label>_s<seed>``; with ``reuse`` a finished run of that name under ``project`` is read back
     instead of trained again (so a full-scale grid can be trained elsewhere, e.g. with torchrun,
@@ -117,7 +132,7 @@ def run_grid(variants: dict[str, dict], seeds, train_kwargs: dict,
     ``train_s`` (wall time; 0 for reused runs).
     """
     if train_fn is None:
-        from .train import train as train_fn
+        from .trainer import train as train_fn
     kw = dict(train_kwargs)
     base = kw.pop("model", "gelan-nano")
     kw.pop("seed", None), kw.pop("name", None)  # set per run
@@ -135,7 +150,7 @@ def run_grid(variants: dict[str, dict], seeds, train_kwargs: dict,
                 record = history[-1]
             row = {"variant": label, "seed": seed}
             # COCO reports -1 for an area bucket without ground truth: not a number
-            row.update({m: _percent(record.get(f"metrics/{m}")) for m in METRICS})
+            row.update({m: percent_or_nan(record.get(f"metrics/{m}")) for m in METRICS})
             row["epochs"] = int(record.get("epoch", 0))
             row["train_s"] = time.perf_counter() - t0
             rows.append(row)
@@ -146,13 +161,6 @@ def run_grid(variants: dict[str, dict], seeds, train_kwargs: dict,
 
 
 # --------------------------------------------------------------------------- statistics
-def _percent(value) -> float:
-    """A COCO metric (fraction, -1 if undefined) in %, NaN when undefined or missing."""
-    if value is None or float(value) < 0:
-        return float("nan")
-    return 100.0 * float(value)
-
-
 def _std(xs: list[float]) -> float:
     """Sample standard deviation (n - 1); 0 for a single value."""
     if len(xs) < 2:
@@ -216,7 +224,19 @@ def noise_sentence(comparisons: list[dict], baseline: str = "none") -> str:
 # --------------------------------------------------------------------------- tables
 TABLE4_COLUMNS = {  # our variant label -> (G_backbone, G_neck) as printed in Table 4
     "none": ("–", "–"), "PFH": ("PFH", "–"), "FPN": ("FPN", "–"), "PAN": ("PAN", "–"),
-    "ICN": ("ICN", "–"), "LHG-ICN": ("LHG-ICN", "–")}
+    "ICN": ("ICN", "–"), "LHG-ICN": ("LHG-ICN", "–"), "neck-ICN": ("–", "ICN"),
+    "FPN+neck-ICN": ("FPN", "ICN")}
+PAPER_SOURCE_4 = "paper (Table 4, arXiv:2402.13616v2)"
+PAPER_SOURCE_5 = "paper (Table 5, arXiv:2402.13616v2)"
+# Inconsistencies inside the paper, flagged where its rows are printed.
+PAPER_NOTES_4 = {
+    ("GELAN-C", "PFH", "–"): "APS/APM/APL identical to the FPN row (35.3/58.1/68.9): "
+                             "a likely copy error in the paper",
+    ("GELAN-C", "FPN", "–"): "APS/APM/APL identical to the PFH row (35.3/58.1/68.9): "
+                             "a likely copy error in the paper",
+}
+PAPER_NOTES_5 = {"GELAN-C": "+ PGI AP50 is 70.3 here but 70.2 in the paper's Table 1"}
+TABLE5_METRICS = ("AP", "AP50", "AP75")
 
 
 def _cell(s: dict, m: str, with_std: bool) -> str:
@@ -232,26 +252,38 @@ def format_ablation_table(summary: dict[str, dict], layout: str, model_label: st
                           ds_variant: str = "PFH") -> list[dict]:
     """Rows of Table 4 (``layout="table4"``) or Table 5 (``"table5"``) in the paper's layout:
     the paper's rows for ``paper_model`` (all models if None) first, then ours, every row with a
-    ``source`` column (``paper`` or ``ours: <scale_label>``). Our cells are "mean ± std" over
-    seeds when more than one seed ran, else the single value; values are in %.
+    ``source`` column (which table of the paper, or ``ours: <scale_label>``) and a ``note`` column
+    (the paper's own inconsistencies). Our cells are "mean ± std" over seeds when more than one
+    seed ran, else the single value; values are in %. An empty ``summary`` gives one row of ours
+    saying that no AP was measured at this scale.
 
-    Table 5 needs ``baseline``, ``ds_variant`` and ``pgi_variant`` in ``summary``; the deltas
-    in parentheses are differences of means, as in the paper.
+    Table 5's column headers carry the metric order (``AP / AP50 / AP75``); its deltas are
+    differences of unrounded means, marked ``Δ`` (``Δ=`` when below 0.05 in magnitude).
     """
     ours_src = f"ours: {scale_label}"
     if layout == "table4":
         paper = [r for r in paper_table_4() if paper_model in (None, r["model"])]
         rows = [{**{k: r[k] for k in ("model", "G_backbone", "G_neck")},
                  **{m: f"{r[m]:.1f}" for m in ("AP", "APS", "APM", "APL")},
-                 "source": "paper"} for r in paper]
+                 "source": PAPER_SOURCE_4,
+                 "note": PAPER_NOTES_4.get((r["model"], r["G_backbone"], r["G_neck"]), "")}
+                for r in paper]
+        if not summary:
+            rows.append({"model": model_label, "G_backbone": "…", "G_neck": "…",
+                         **{m: "not run" for m in ("AP", "APS", "APM", "APL")},
+                         "source": ours_src, "note": "no AP at this scale (see the paired "
+                                                     "loss experiment)"})
         for label, s in summary.items():
             gb, gn = TABLE4_COLUMNS.get(label, (label, "–"))
             multi = s["n"] > 1
             rows.append({"model": model_label, "G_backbone": gb, "G_neck": gn,
                          **{m: _cell(s, m, multi) for m in ("AP", "APS", "APM", "APL")},
-                         "source": ours_src + (f", {s['n']} seeds" if multi else "")})
+                         "source": ours_src + (f", {s['n']} seeds" if multi else ""), "note": ""})
         return rows
     if layout == "table5":
+        head = " / ".join(TABLE5_METRICS)
+        cols = {"baseline": f"baseline: {head}", "+ DS": f"+ DS: {head} (Δ)",
+                "+ PGI": f"+ PGI: {head} (Δ)"}
         rows = []
         by_model: dict[str, dict] = {}
         for r in paper_table_5():
@@ -261,30 +293,62 @@ def format_ablation_table(summary: dict[str, dict], layout: str, model_label: st
             row = {"model": model}
             for setting in ("baseline", "+ DS", "+ PGI"):
                 c, b = cells[setting], cells["baseline"]
-                row[setting] = " / ".join(
+                row[cols[setting]] = " / ".join(
                     f"{c[m]:.1f}" + ("" if setting == "baseline" else f" ({_delta(c[m] - b[m])})")
-                    for m in ("AP", "AP50", "AP75"))
-            rows.append({**row, "source": "paper"})
+                    for m in TABLE5_METRICS)
+            rows.append({**row, "source": PAPER_SOURCE_5, "note": PAPER_NOTES_5.get(model, "")})
         row = {"model": model_label}
+        if not summary or baseline not in summary:
+            row.update({c: "not run" for c in cols.values()})
+            rows.append({**row, "source": ours_src, "note": "no AP at this scale (see the paired "
+                                                            "loss experiment)"})
+            return rows
         n = summary[baseline]["n"]
         for setting, label in (("baseline", baseline), ("+ DS", ds_variant),
                                ("+ PGI", pgi_variant)):
             if label not in summary:
-                row[setting] = "not run"
+                row[cols[setting]] = "not run"
                 continue
             s, b = summary[label], summary[baseline]
-            row[setting] = " / ".join(
+            row[cols[setting]] = " / ".join(
                 _cell(s, m, n > 1) + ("" if setting == "baseline"
                                       else f" ({_delta(s[f'{m}_mean'] - b[f'{m}_mean'])})")
-                for m in ("AP", "AP50", "AP75"))
+                for m in TABLE5_METRICS)
         rows.append({**row, "source": ours_src + (f", {n} seeds" if n > 1 else "")
-                     + f"; + PGI = {pgi_variant}"})
+                     + f"; + PGI = {pgi_variant}", "note": ""})
         return rows
     raise ValueError(f"layout must be 'table4' or 'table5', got {layout!r}")
 
 
 def _delta(d: float) -> str:
-    return "=" if abs(d) < 0.05 else f"{d:+.1f}"
+    """A difference of (unrounded) means, marked: ``Δ+0.5``, ``Δ-0.2``, ``Δ=`` when < 0.05."""
+    return "Δ=" if abs(d) < 0.05 else f"Δ{d:+.1f}"
+
+
+# What each scale can test, for the notebook's closing section (rendered, never typed).
+UNTESTABLE_AT_DEFAULT = (
+    ("Table 4-5 AP differences (+0.1 to +0.6 AP)", ("AP stays at its floor after minutes of CPU "
+     "training; the held-out main-head loss is the measured proxy (GPU-hour/full scale: AP)")),
+    ("GELAN-E rows of Tables 4-5 (dual backbone)", "model too large for a CPU notebook"),
+    ("Table 5 across sizes S/M/C/E", "the default scale varies width on gelan-nano instead"),
+    ("Table 4 neck rows (G_neck = ICN)", ("run them with the variants 'neck-ICN' and "
+     "'FPN+neck-ICN' where the library builds them (models.PGI_VARIANTS)")),
+    ("500-epoch recipe (warm-up, EMA, mosaic)", ("the paired loop is plain SGD for a few dozen "
+     "steps; it isolates the auxiliary supervision, not the recipe")),
+)
+
+
+def scope_markdown(ledger, ap_measured: bool = False) -> str:
+    """A Markdown table: every claim of ``ledger`` with its verdict, then what this scale cannot
+    test and why. Nothing in it is typed by hand except the reasons."""
+    lines = ["| paper claim | at this scale | verdict |", "|---|---|---|"]
+    for c in ledger:
+        lines.append(f"| {c.paper} ({c.where}) | tested: {c.metric} | **{c.verdict}** |")
+    for what, why in UNTESTABLE_AT_DEFAULT:
+        if ap_measured and what.startswith("Table 4-5 AP"):
+            continue
+        lines.append(f"| {what} | cannot test: {why} | – |")
+    return "\n".join(lines)
 
 
 def markdown(rows: list[dict]) -> str:

@@ -13,10 +13,12 @@ gives the loss and gradients of the plain path within tolerance.
   reports how long compilation took (:class:`CompileTimer`).
 * :func:`fused_sgd_available` - whether ``torch.optim.SGD(fused=True)`` runs on a device; the
   fused kernel also takes an on-device "skip this step" flag, which is how the training step
-  avoids a host sync for its non-finite-gradient guard (see :func:`yolov9lite.train.optimizer_step`).
+  avoids a host sync for its non-finite-gradient guard (see :func:`yolov9lite.trainer.optimizer_step`).
 * :class:`CudaGraphRunner` - capture a deployed model's forward once for a fixed input shape and
   replay it: at batch 1 the eager model is limited by Python and kernel-launch overhead, a graph
   replay is one launch. Falls back to the eager model on CPU.
+* :func:`compile_for_inference` - ``torch.compile`` with autotuned kernels, then that same
+  :class:`CudaGraphRunner` around it (the fastest batch-1 path); the compile time is returned.
 """
 from __future__ import annotations
 
@@ -99,7 +101,7 @@ def prepare_model(model: nn.Module, channels_last: bool = False, compile: bool =
     the model itself, or a :class:`CompileTimer` around ``torch.compile(model)``.
 
     Channels-last (NHWC) lets cuDNN use its tensor-core convolution kernels without transposes;
-    the input must be channels-last too (:func:`yolov9lite.train.to_model_input` does it).
+    the input must be channels-last too (:func:`yolov9lite.trainer.to_model_input` does it).
     ``compile_mode`` is passed to ``torch.compile`` (e.g. ``"max-autotune-no-cudagraphs"``).
     """
     if channels_last:
@@ -168,3 +170,26 @@ class CudaGraphRunner:
         self.static_in.copy_(x)
         self.graph.replay()
         return self.static_out
+
+
+def compile_for_inference(model: nn.Module, example: torch.Tensor,
+                          mode: str | None = "max-autotune-no-cudagraphs",
+                          backend: str = "inductor"):
+    """``(runner, compile_s)``: ``torch.compile(model)`` run once on ``example`` (that first call
+    compiles; its wall time is ``compile_s``), wrapped in a :class:`CudaGraphRunner`.
+
+    ``max-autotune-no-cudagraphs`` is ``max-autotune`` (Triton/cuBLAS/cuDNN kernels chosen by
+    timing, convolutions fused with their neighbours) without inductor's own CUDA graphs, so
+    that our runner records one graph for the whole call, as for the eager model. On a CPU
+    there is nothing to capture: the runner calls the compiled model (``backend="eager"`` or
+    ``"aot_eager"`` traces without generating code, which is how the tests check it quickly).
+    """
+    model = model.eval()
+    compiled = torch.compile(model, mode=mode if backend == "inductor" else None,
+                             backend=backend)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        compiled(example)
+    _sync(example)
+    compile_s = time.perf_counter() - t0
+    return CudaGraphRunner(compiled, example), compile_s

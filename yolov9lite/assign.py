@@ -1,5 +1,5 @@
 """Task-aligned label assignment (TOOD, Feng et al. 2021, arXiv:2108.07755, Section 3.2), as YOLOv9
-uses it (``yolov9-spec.md`` Section 3, step 2).
+uses it (official ``utils/tal/assigner.py``, ``TaskAlignedAssigner``).
 
 For every image, ground truth ``g`` and anchor ``a`` (a cell centre of any pyramid level):
 

@@ -13,8 +13,8 @@ Regression" (arXiv:1911.08287), Eqs. (9)-(11):
 
 where ``rho`` is the distance between the box centres and ``c`` the diagonal of the smallest box
 enclosing both. The small ``eps`` terms are placed exactly where the official YOLOv9 code places
-them (``yolov9-spec.md`` Section 3), so that our values match it to float rounding: ``eps`` is added
-to both heights, to the union, to ``c^2`` and to alpha's denominator.
+them (official ``utils/metrics.py``, ``bbox_iou``), so that our values match it to float
+rounding: ``eps`` is added to both heights, to the union, to ``c^2`` and to alpha's denominator.
 """
 from __future__ import annotations
 

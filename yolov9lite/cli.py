@@ -10,13 +10,22 @@ import sys
 
 # command -> (module, function taking argv, one-line help)
 COMMANDS = {
-    "models": ("yolov9lite.complexity", "models_main", "print the model zoo: params and GFLOPs, ours vs paper"),
-    "figures": ("yolov9lite.figures", "main", "regenerate every figure and table (runs the notebooks)"),
-    "train": ("yolov9lite.train", "main", "train a model (single GPU, CPU, or under torchrun)"),
-    "val": ("yolov9lite.coco_eval", "val_main", "COCO evaluation of a checkpoint"),
-    "predict": ("yolov9lite.predict", "main", "detect objects in images"),
-    "convert": ("yolov9lite.checkpoint", "convert_main", "convert an official .pt into our format"),
-    "deploy": ("yolov9lite.checkpoint", "deploy_main", "write the deployed (aux-free, fused) model"),
+    "models": ("yolov9lite.complexity", "models_main",
+               "print the model zoo: params and GFLOPs, ours vs paper"),
+    "figures": ("yolov9lite.figures", "main",
+                "regenerate every figure and table (runs the notebooks)"),
+    "train": ("yolov9lite.trainer", "main",
+              "train a model (single GPU, CPU, or under torchrun)"),
+    "val": ("yolov9lite.val", "val_main",
+            "COCO evaluation of a checkpoint (metrics, PR curve, confusion matrix)"),
+    "predict": ("yolov9lite.predictor", "main",
+                "detect objects in images, folders, globs and videos"),
+    "convert": ("yolov9lite.checkpoint", "convert_main",
+                "convert an official .pt into our format"),
+    "deploy": ("yolov9lite.checkpoint", "deploy_main",
+               "write the deployed (aux-free, fused) model"),
+    "export": ("yolov9lite.export", "main",
+               "export the deployed model: onnx, torchscript, torch-export"),
 }
 
 
@@ -41,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         if err.name == module_name:
-            print(f"yolov9lite: the {command!r} command is not available in this version", file=sys.stderr)
+            print(f"yolov9lite: the {command!r} command is not available in this version",
+                  file=sys.stderr)
             return 2
         raise
     return int(getattr(module, func_name)(rest) or 0)

@@ -1,13 +1,16 @@
-"""COCO-style evaluation: detections JSON, pycocotools metrics, :func:`evaluate` and the ``val`` CLI.
+"""COCO-style evaluation: detections JSON, pycocotools metrics and :func:`evaluate`.
 
-This is the second half of the evaluation protocol, ``shared/reference/yolov9-spec.md`` Section 5
-("JSON output" and "pycocotools"); :mod:`yolov9lite.postprocess` is the first half (NMS, undoing the
-letterbox). The pinned settings are the official ``val.py`` ones: conf 0.001, IoU 0.7, at most 300
+This is the second half of the evaluation protocol of the official ``val.py`` / ``val_dual.py``
+(the COCO JSON output and pycocotools); :mod:`yolov9lite.postprocess` is the first half (NMS,
+undoing the letterbox). The pinned settings are the official ``val.py`` ones: conf 0.001, IoU 0.7, at most 300
 detections per image, of which COCOeval's default ``maxDets=[1, 10, 100]`` counts the best 100.
 
 Numbers always come from pycocotools (or from faster-coco-eval, which gives identical numbers
-about 3-5x faster, ``users-and-performance.md`` B5); we compute no AP of our own, because in-repo
-AP implementations are a known source of mismatches (``users-and-performance.md`` A8).
+about 3-5x faster); we compute no AP of our own, because in-repo AP implementations are a known
+source of mismatches with the COCO numbers.
+
+The ``yolov9lite val`` command that drives :func:`evaluate` on a checkpoint is in
+:mod:`yolov9lite.val`.
 
 Areas. COCO's small/medium/large split uses each ground-truth annotation's ``area`` field. In the
 official COCO JSON that is the *segmentation mask* area, not the box area. For datasets given as
@@ -20,7 +23,6 @@ area range.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -31,11 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cliargs import select_device
 from .postprocess import non_max_suppression, scale_boxes
 
 # Contiguous COCO class index (0..79, the order of coco.yaml) -> official COCO category id (1..90).
 # The 10 ids 12, 26, 29, 30, 45, 66, 68, 69, 71, 83 were defined in the COCO paper but have no
-# annotations, so the 80 used classes are 1..90 with those gaps (spec Section 5, "JSON output").
+# annotations, so the 80 used classes are 1..90 with those gaps (official `utils/general.py`,
+# `coco80_to_coco91_class`).
 _UNUSED_COCO_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)
 COCO80_TO_91: list[int] = [i for i in range(1, 91) if i not in _UNUSED_COCO_IDS]
 COCO91_TO_80: dict[int, int] = {cid: i for i, cid in enumerate(COCO80_TO_91)}
@@ -63,7 +67,7 @@ def detections_to_coco_json(
     image_ids: list,
     category_ids: list[int] | None = None,
 ) -> list[dict]:
-    """Detections in original-image xyxy -> COCO results records (spec Section 5, "JSON output").
+    """Detections in original-image xyxy -> COCO results records (as the official ``val.py`` writes them).
 
     Args:
         detections: one ``(n, 6)`` tensor per image, ``x1, y1, x2, y2, score, class`` in
@@ -138,7 +142,7 @@ def coco_metrics(
     backend: str = "pycocotools",
     img_ids: list | None = None,
 ) -> dict:
-    """The 12 COCO bbox numbers and per-class AP via pycocotools (spec Section 5, "pycocotools").
+    """The 12 COCO bbox numbers and per-class AP via pycocotools (as the official ``val.py``).
 
     Args:
         gt: ground-truth COCO JSON path, dict, or COCO object.
@@ -258,7 +262,7 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 
 def _category_ids(cfg: dict, gt_dict: dict) -> list[int]:
-    """Contiguous class index -> dataset category id (spec Section 5: coco80_to_coco91 for COCO).
+    """Contiguous class index -> dataset category id (official ``coco80_to_coco91_class`` for COCO).
 
     Prefers the data config's ``category_ids``; else the ground truth's sorted category ids when
     there is one per class; else the identity."""
@@ -286,8 +290,9 @@ def evaluate(
     dataloader=None,
     gt=None,
     verbose: bool = False,
+    keep_records: bool = False,
 ) -> dict:
-    """Run ``model`` over a validation set and score it with COCO metrics (spec Section 5).
+    """Run ``model`` over a validation set and score it with COCO metrics (official ``val.py`` protocol).
 
     Args:
         model: a built detector; in eval mode it returns ``(B, 4 + nc, A)`` (a tuple/list output
@@ -307,11 +312,40 @@ def evaluate(
             ``(images uint8 (B,3,H,W), targets, metas)``) and of the ground truth (COCO JSON path
             or dict); e.g. a trainer passes its own val loader.
         verbose: print the 12-line summary.
+        keep_records: also return what the pass saw, for plots without a second pass
+            (:func:`yolov9lite.plots.save_run_plots`): ``records`` (the detections as COCO
+            results records), ``cat_ids`` (category id of each class index), ``gt_dict``.
 
     Returns the dict of :func:`coco_metrics` plus ``per_class`` (``{class name: AP}``),
     ``per_class_AP50_by_name``, ``n_images``, ``n_detections`` and ``speed``
     (ms per image for pre-processing, inference, and NMS + box scaling).
     """
+    cfg, dataloader, gt_dict = _eval_inputs(data, dataloader, gt, imgsz, batch_size, workers)
+    cat_ids = _category_ids(cfg, gt_dict)
+    device = select_device(device) if device is not None else _model_device(model)
+    half = half and device.type == "cuda"  # FP16 convolutions are slow or missing on CPU
+    records, image_ids, seconds = _detect_all(model, dataloader, device, half, cat_ids,
+                                              (conf_thres, iou_thres, max_det))
+    if save_json is not None:
+        Path(save_json).parent.mkdir(parents=True, exist_ok=True)
+        with open(save_json, "w") as f:
+            json.dump(records, f)
+    if not image_ids:
+        warnings.warn("evaluate: the validation loader yielded no images", RuntimeWarning,
+                      stacklevel=2)
+    metrics = coco_metrics(gt_dict, records, backend=backend, img_ids=image_ids)
+    _add_names_and_speed(metrics, _class_names(cfg, cat_ids), cat_ids, len(image_ids),
+                         len(records), seconds)
+    if verbose:
+        print_coco_summary(metrics)
+    if keep_records:
+        metrics.update(records=records, cat_ids=cat_ids, gt_dict=gt_dict)
+    return metrics
+
+
+def _eval_inputs(data, dataloader, gt, imgsz: int, batch_size: int, workers: int):
+    """The data config (``{}`` when the caller passed both loader and ground truth without a
+    config), the validation loader and the ground truth as a dict."""
     cfg = data if isinstance(data, dict) else None
     if dataloader is None or gt is None:
         from .data import build_dataloader, dataset_to_coco, load_data_config  # lazy: optional
@@ -322,21 +356,26 @@ def evaluate(
                                           augment=False, rect=True)
         if gt is None:
             gt = cfg["val_json"] if cfg.get("val_json") else dataset_to_coco(cfg, "val")
-    gt_dict = _load_gt_dict(gt)
-    cfg = cfg or {}
-    cat_ids = _category_ids(cfg, gt_dict)
+    return cfg or {}, dataloader, _load_gt_dict(gt)
+
+
+def _class_names(cfg: dict, cat_ids: list[int]) -> list[str]:
     names = cfg.get("names") or [str(c) for c in cat_ids]
     if isinstance(names, dict):  # {index: name} as in YOLO yaml files
         names = [names[i] for i in sorted(names)]
+    return names
 
-    device = torch.device(device) if device is not None else _model_device(model)
-    half = half and device.type == "cuda"  # FP16 convolutions are slow or missing on CPU
+
+def _detect_all(model, dataloader, device: torch.device, half: bool, cat_ids: list[int],
+                nms: tuple[float, float, int]):
+    """Detections of every image as COCO json records, the image ids, and the seconds spent
+    in pre-processing, inference and NMS + box scaling."""
+    conf_thres, iou_thres, max_det = nms
     was_training = model.training
     model.to(device).eval()
     # FP16 through autocast rather than model.half(): the caller's (float32) weights are never
     # rounded, which matters when a training loop evaluates its live model.
     autocast = torch.autocast("cuda", dtype=torch.float16, enabled=half)
-
     records, image_ids = [], []
     t_pre = t_inf = t_nms = 0.0
     try:
@@ -364,79 +403,27 @@ def evaluate(
             t_pre, t_inf, t_nms = t_pre + t1 - t0, t_inf + t2 - t1, t_nms + t3 - t2
     finally:
         model.train(was_training)
+    return records, image_ids, (t_pre, t_inf, t_nms)
 
-    if save_json is not None:
-        Path(save_json).parent.mkdir(parents=True, exist_ok=True)
-        with open(save_json, "w") as f:
-            json.dump(records, f)
-    if not image_ids:
-        warnings.warn("evaluate: the validation loader yielded no images", RuntimeWarning,
-                      stacklevel=2)
-    metrics = coco_metrics(gt_dict, records, backend=backend, img_ids=image_ids)
+
+def _add_names_and_speed(metrics: dict, names: list[str], cat_ids: list[int], n_images: int,
+                         n_detections: int, seconds: tuple[float, float, float]) -> None:
     by_cat = dict(zip(cat_ids, names))
     metrics["per_class"] = {by_cat.get(c, str(c)): v for c, v in metrics["per_class_AP"].items()}
     metrics["per_class_AP50_by_name"] = {
         by_cat.get(c, str(c)): v for c, v in metrics["per_class_AP50"].items()}
-    n = max(len(image_ids), 1)
-    metrics["n_images"] = len(image_ids)
-    metrics["n_detections"] = len(records)
+    n = max(n_images, 1)
+    metrics["n_images"] = n_images
+    metrics["n_detections"] = n_detections
+    t_pre, t_inf, t_nms = seconds
     metrics["speed"] = {"preprocess_ms": 1e3 * t_pre / n, "inference_ms": 1e3 * t_inf / n,
                         "postprocess_ms": 1e3 * t_nms / n}
-    if verbose:
-        print_coco_summary(metrics)
-    return metrics
 
 
-# --------------------------------------------------------------------------- CLI
+# --------------------------------------------------------------------------- loading
 def load_weights(path: str | Path, device=None) -> torch.nn.Module:
     """Load a model from a checkpoint; the one place that depends on ``yolov9lite.checkpoint``."""
-    try:
-        from .checkpoint import load_model
-    except ImportError as e:
-        raise RuntimeError("loading weights needs yolov9lite.checkpoint.load_model, which is not "
-                           "available in this installation") from e
+    from .checkpoint import load_model
+
     model = load_model(path)
     return model.to(device) if device is not None else model
-
-
-def _parse_device(spec: str | None) -> torch.device:
-    """'' / None -> cuda:0 if available else cpu; '0' -> cuda:0; 'cpu', 'cuda:1' as given."""
-    if not spec:
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    return torch.device(f"cuda:{spec}" if spec.isdigit() else spec)
-
-
-def val_main(argv: list[str] | None = None) -> int:
-    """``yolov9lite val``: evaluate a checkpoint and print the 12-line COCO summary."""
-    ap = argparse.ArgumentParser(prog="yolov9lite val", description=val_main.__doc__)
-    ap.add_argument("--weights", required=True, help="checkpoint (.pt) to evaluate")
-    ap.add_argument("--data", required=True, help="data config: a name (e.g. synthetic) or yaml path")
-    ap.add_argument("--img", type=int, default=640, help="inference size (pixels)")
-    ap.add_argument("--batch", type=int, default=32, help="batch size")
-    ap.add_argument("--conf", type=float, default=0.001, help="NMS confidence threshold")
-    ap.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
-    ap.add_argument("--max-det", type=int, default=300, help="detections kept per image")
-    ap.add_argument("--device", default="", help="'cpu', '0' or 'cuda:0' (default: cuda if any)")
-    ap.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
-    ap.add_argument("--workers", type=int, default=2, help="data loader workers")
-    ap.add_argument("--save-json", default=None, help="write the detections JSON to this path")
-    ap.add_argument("--backend", choices=BACKENDS, default="pycocotools",
-                    help="COCO evaluator (faster_coco_eval gives the same numbers, faster)")
-    args = ap.parse_args(argv)
-
-    device = _parse_device(args.device)
-    model = load_weights(args.weights, device)
-    metrics = evaluate(model, args.data, imgsz=args.img, batch_size=args.batch,
-                       conf_thres=args.conf, iou_thres=args.iou, max_det=args.max_det,
-                       half=args.half, device=device, save_json=args.save_json,
-                       backend=args.backend, workers=args.workers)
-    print_coco_summary(metrics)
-    width = max((len(str(k)) for k in metrics["per_class"]), default=5)
-    print(f"\n{'class':<{width}}  {'AP50':>6}  {'AP':>6}")
-    for name, v in metrics["per_class"].items():
-        print(f"{name!s:<{width}}  {metrics['per_class_AP50_by_name'][name]:6.3f}  {v:6.3f}")
-    print(f"\n{metrics['n_images']} images, {metrics['n_detections']} detections; speed per image: "
-          + ", ".join(f"{k[:-3]} {v:.1f} ms" for k, v in metrics["speed"].items()))
-    if args.save_json:
-        print(f"detections written to {args.save_json}")
-    return 0

@@ -13,10 +13,14 @@
 """
 from __future__ import annotations
 
+import argparse
 import copy
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from .deploy import deploy
+from .models import OFFICIAL_MODELS, build_model
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -42,16 +46,13 @@ def profile(model: torch.nn.Module, imgsz: int = 640) -> dict:
 
 def model_zoo_table(names=None, imgsz: int = 640) -> list[dict]:
     """One row per model: training and deployed params/GFLOPs (ours) and the paper's numbers."""
-    from .deploy import deploy
-    from .models import OFFICIAL_MODELS, build_model
-
     rows = []
     for name in names or OFFICIAL_MODELS:
         with torch.device("meta"):  # counting needs shapes only: no memory, no initialisation
             model = build_model(name)
         train_stats = profile(model, imgsz)
         deploy_stats = profile(deploy(model), imgsz)
-        paper = model.cfg.paper
+        paper = model.cfg.paper if hasattr(model, "cfg") else model.paper
         rows.append({
             "model": name,
             "train_params": train_stats["params"], "train_gflops": train_stats["gflops"],
@@ -59,6 +60,45 @@ def model_zoo_table(names=None, imgsz: int = 640) -> list[dict]:
             "paper_params_m": paper.get("params_m"), "paper_gflops": paper.get("gflops"),
             "paper_ap": paper.get("ap"),
         })
+    return rows
+
+
+# Paper Table 6: the steps from YOLOv7 to YOLOv9-E, (step, #Param (M), FLOPs (G), AP), and the
+# official configuration of each step where one was released (official models/detect/*.yaml).
+TABLE6_PAPER = (
+    ("YOLOv7", 36.9, 104.7, 51.2),
+    ("+ AF", 43.6, 130.5, 53.0),
+    ("+ GELAN", 41.2, 126.4, 53.2),
+    ("+ DHLC", 57.3, 189.0, 55.0),
+    ("+ PGI", 57.3, 189.0, 55.6),
+)
+TABLE6_MODELS = {"+ AF": "yolov7-af", "+ DHLC": "gelan-e", "+ PGI": "yolov9-e"}
+TABLE6_UNRELEASED = {
+    "YOLOv7": "anchor-based YOLOv7: no configuration in the YOLOv9 repository",
+    "+ GELAN": "the intermediate GELAN model of this step has no released configuration",
+}
+
+
+def table6_rows(imgsz: int = 640) -> list[dict]:
+    """Paper Table 6 (YOLOv7 -> YOLOv9-E): our params/GFLOPs next to the paper's for each step.
+
+    Steps with an official configuration are built and counted: "+ AF" = ``yolov7-af``,
+    "+ DHLC" = ``gelan-e``, "+ PGI" = ``yolov9-e``. ``params``/``gflops`` are the deployed
+    (inference) model's, as the paper reports; ``train_params`` includes PGI's auxiliary branch.
+    Rows without a released configuration keep ``None`` for our numbers and say so in ``note``.
+    """
+    rows = []
+    for step, params_m, gflops, ap in TABLE6_PAPER:
+        row = {"step": step, "model": TABLE6_MODELS.get(step), "params": None, "gflops": None,
+               "train_params": None, "paper_params_m": params_m, "paper_gflops": gflops,
+               "paper_ap": ap, "note": TABLE6_UNRELEASED.get(step, "")}
+        if row["model"] is not None:
+            with torch.device("meta"):  # shapes only
+                model = build_model(row["model"])
+            stats = profile(deploy(model), imgsz)
+            row.update(params=stats["params"], gflops=stats["gflops"],
+                       train_params=count_params(model))
+        rows.append(row)
     return rows
 
 
@@ -80,8 +120,6 @@ def format_model_table(rows: list[dict]) -> str:
 
 def models_main(argv: list[str] | None = None) -> int:
     """``yolov9lite models``: the model-zoo table."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="yolov9lite models", description=models_main.__doc__)
     parser.add_argument("names", nargs="*", help="models to show (default: the ten official ones)")
     parser.add_argument("--img", type=int, default=640, help="image side for GFLOPs (default 640)")

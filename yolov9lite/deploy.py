@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .blocks import Conv, RepConvN
-from .models import DetectionModel
+from .models import DetectionModel, main_branch_keys
 
 
 def strip_auxiliary(model: DetectionModel) -> DetectionModel:
@@ -29,12 +29,9 @@ def strip_auxiliary(model: DetectionModel) -> DetectionModel:
         return copy.deepcopy(model)
     device = next(model.parameters()).device
     with torch.device(device):  # build where the source lives (meta: no memory, no init cost)
-        plain = DetectionModel(model.cfg.replace(pgi="none"), model.nc, name=_plain_name(model.name))
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.startswith("aux.") or key.startswith("head.aux."):
-            continue  # the auxiliary branch and head: training only
-        state[key.replace("head.main.", "head.", 1)] = value
+        plain = DetectionModel(model.cfg.without_pgi(), model.nc, name=_plain_name(model.name))
+    source = model.state_dict()
+    state = {plain_key: source[key] for plain_key, key in main_branch_keys(model).items()}
     # On the meta device (shape-only models used for counting) tensors cannot be copied, only
     # assigned; real tensors are copied so the input model is never shared or modified.
     plain.load_state_dict(state, strict=True, assign=device.type == "meta")

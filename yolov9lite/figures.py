@@ -5,10 +5,12 @@ its default (laptop) scale, or with ``notebooks/params/NN_name.full.yaml`` when 
 The executed copy goes to ``runs/figures/`` (git-ignored); the figures and tables go to
 ``figures/`` because the command passes the notebook parameter ``fig_dir``. Notebooks added later
 are picked up automatically. Run it twice: the PNG files do not change (see :mod:`yolov9lite.viz`).
+Each notebook's claims ledger lands in ``figures/claims/NN_name.json``; after the notebooks ran,
+:func:`yolov9lite.claims.write_summary` gathers them into ``figures/claims.md``.
 
     yolov9lite figures                     # all notebooks
     yolov9lite figures --only 01           # those whose file name contains "01"
-    yolov9lite figures --full --runs runs/full
+    yolov9lite figures --only 03 --full    # full scale, written under runs/full/
 """
 from __future__ import annotations
 
@@ -19,17 +21,10 @@ import sys
 import time
 from pathlib import Path
 
+from .viz import repo_root  # where output folders are decided
+
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 KERNEL = "python3"  # ipykernel's spec inside the environment; jupyter_client runs sys.executable
-
-
-def repo_root() -> Path:
-    """The checkout: the current directory if it has ``notebooks/``, else the package's parent
-    (the package is installed editable, so that is the clone)."""
-    cwd = Path.cwd()
-    if (cwd / "notebooks").is_dir():
-        return cwd
-    return Path(__file__).resolve().parents[1]
 
 
 def discover(notebook_dir: Path, only: list[str] | None = None) -> list[Path]:
@@ -84,16 +79,24 @@ def build_parameters(nb: Path, fig_dir: Path, full: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="yolov9lite figures", description=__doc__.split("\n")[0])
+    from .cliargs import HelpFormatter  # every default in --help, once
+
+    parser = argparse.ArgumentParser(prog="yolov9lite figures", description=__doc__.split("\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="run only notebooks whose name contains NAME (repeatable)")
-    parser.add_argument("--out", default="figures", help="where figures and tables go")
-    parser.add_argument("--runs", default="runs/figures", help="where executed notebooks go")
+    parser.add_argument("--out", default=None, help="where figures and tables go (default: "
+                        "figures/; with --full runs/full/figures/, so the committed ones stay)")
+    parser.add_argument("--runs", default=None, help="where executed notebooks go (default: "
+                        "runs/figures/; with --full runs/full/)")
     parser.add_argument("--notebooks", default=None, help="notebook folder (default: notebooks/)")
     parser.add_argument("--full", action="store_true",
                         help="use notebooks/params/<name>.full.yaml (full scale; slow)")
     parser.add_argument("--kernel", default=KERNEL, help="Jupyter kernel name")
     args = parser.parse_args(argv)
+    # full-scale results never replace the committed default-scale figures unless asked to
+    args.out = args.out or ("runs/full/figures" if args.full else "figures")
+    args.runs = args.runs or ("runs/full" if args.full else "runs/figures")
 
     root = repo_root()
     nb_dir = Path(args.notebooks) if args.notebooks else root / "notebooks"
@@ -122,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"      executed copy with the traceback: {runs / nb.name}", flush=True)
             failed.append(nb.name)
 
+    if (out / "claims").is_dir():  # one table of every claim, from the notebooks' ledgers
+        from .claims import write_summary
+
+        write_summary(out / "claims")
     after = _snapshot(out)
     new = sorted(set(after) - set(before))
     changed = sorted(k for k in after if k in before and after[k] != before[k])

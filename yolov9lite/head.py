@@ -11,7 +11,7 @@ Each pyramid level (strides 8, 16, 32) has two branches:
 :class:`DualDDetect` holds two such heads: the auxiliary one (PGI's auxiliary branch, trained only)
 and the main one (kept at inference). Notebook ``04_pgi.ipynb`` explains the pairing.
 
-Official-code facts reproduced here (see ``shared/reference/yolov9-spec.md`` Section 2.2):
+Official-code facts reproduced here (official ``models/yolo.py``, ``DDetect`` and ``DualDDetect``):
 
 * both branch widths are computed from the *first* level's input width and used for all levels;
 * the second box conv and the final box 1x1 use ``groups=4``: one group per box side;
@@ -87,7 +87,8 @@ class DDetect(nn.Module):
       A = sum of H*W over levels (8400 for a 640x640 input).
     """
 
-    def __init__(self, nc: int = 80, ch: tuple[int, ...] = (), strides=(8, 16, 32), reg_max: int = 16):
+    def __init__(self, nc: int = 80, ch: tuple[int, ...] = (), strides=(8, 16, 32), reg_max: int = 16,
+                 box_groups: int = 4):
         super().__init__()
         self.nc = nc
         self.nl = len(ch)
@@ -95,10 +96,11 @@ class DDetect(nn.Module):
         self.no = nc + reg_max * 4  # outputs per anchor
         self.strides = tuple(int(s) for s in strides)  # plain ints: also works on the meta device
         # widths from the first level, used for every level (official-code behaviour)
-        c2 = round_up(max(ch[0] // 4, self.reg_max * 4, 16), 4)
+        c2 = round_up(max(ch[0] // 4, self.reg_max * 4, 16), box_groups)
         c3 = max(ch[0], min(self.nc * 2, 128))
+        g = box_groups
         self.cv2 = nn.ModuleList(
-            nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3, g=4), nn.Conv2d(c2, 4 * reg_max, 1, groups=4))
+            nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3, g=g), nn.Conv2d(c2, 4 * reg_max, 1, groups=g))
             for x in ch)
         self.cv3 = nn.ModuleList(
             nn.Sequential(Conv(x, c3, 3), Conv(c3, c3, 3), nn.Conv2d(c3, self.nc, 1)) for x in ch)
@@ -133,6 +135,14 @@ class DDetect(nn.Module):
     def forward(self, feats: list[torch.Tensor]):
         maps = self.forward_maps(feats)
         return maps if self.training else self.decode(maps)
+
+
+class Detect(DDetect):
+    """The official ``Detect``: :class:`DDetect` with ungrouped box convs (``box_groups=1``), the
+    head of the anchor-free YOLOv7 baseline (official ``models/detect/yolov7-af.yaml``)."""
+
+    def __init__(self, nc: int = 80, ch: tuple[int, ...] = (), strides=(8, 16, 32), reg_max: int = 16):
+        super().__init__(nc, ch, strides, reg_max, box_groups=1)
 
 
 class DualDDetect(nn.Module):

@@ -8,11 +8,14 @@ median over ``iters`` timed calls is reported (robust to a busy machine); ``p90`
 """
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 
 import torch
 from torch import nn
+
+from .accel import CudaGraphRunner
 
 
 def _sync(device: torch.device) -> None:
@@ -23,7 +26,7 @@ def _sync(device: torch.device) -> None:
 def time_calls(fn, device, warmup: int = 3, iters: int = 10) -> list[float]:
     """Seconds of each of ``iters`` calls of ``fn()`` after ``warmup`` untimed ones, with a device
     synchronisation before and after every timed call so that queued GPU work is counted (the
-    method of ``shared/peer-bench``; ``benchmarks/bench_gpu.py`` uses it too)."""
+    method ``benchmarks/bench_gpu.py`` uses for ours and the official model alike)."""
     device = torch.device(device)
     for _ in range(warmup):
         fn()
@@ -50,8 +53,6 @@ def measure_latency(model: nn.Module, imgsz: int = 640, batch: int = 1, device=N
     x = torch.rand(batch, 3, imgsz, imgsz, device=device, dtype=dtype)
     run = model
     if cuda_graph and device.type == "cuda":
-        from .accel import CudaGraphRunner
-
         run = CudaGraphRunner(model, x, warmup=warmup)
     times = time_calls(lambda: run(x), device, warmup, iters)
     med = statistics.median(times)
@@ -66,7 +67,5 @@ def device_name(device=None) -> str:
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    import platform
-
     cpu = platform.processor() or platform.machine()
     return f"CPU ({cpu}, {torch.get_num_threads()} thread(s))"

@@ -1,5 +1,5 @@
 """The YOLOv9 training loss: task-aligned assignment, CIoU + DFL box loss, BCE class loss, and PGI's
-auxiliary head (``yolov9-spec.md`` Section 3, "Loss"; paper Section 4 and Table 4).
+auxiliary head (official ``utils/loss_tal_dual.py``, ``ComputeLoss``; paper Section 4 and Table 4).
 
 Per head (the main head, and for YOLOv9 models also the auxiliary head), with ``A`` anchors:
 
@@ -103,12 +103,14 @@ def _target_error(targets: torch.Tensor, batch_size: int, num_classes: int) -> s
 
 
 def pad_targets(targets: torch.Tensor, batch_size: int, image_wh: tuple[int, int],
-                num_classes: int, validate: bool = True):
+                num_classes: int, validate: bool = True, budget: int | None = None):
     """(N, 6) ``[image, class, cx, cy, w, h]`` (normalised) -> padded per-image ground truth.
 
     Returns ``gt_labels`` (B, M) long, ``gt_boxes`` (B, M, 4) xyxy in pixels and ``gt_mask``
     (B, M) bool, with M the largest number of boxes in one image. Boxes keep their order within an
     image (the official layout; it matters for ties in the assigner). Padding rows are zeros.
+    ``budget``: M is rounded up to a multiple of it instead (fixed shapes for a captured or
+    compiled step; the extra rows are masked and change no sum).
     """
     if targets.ndim != 2 or targets.shape[1] != 6:
         raise ValueError(f"targets must be (N, 6) [image, class, cx, cy, w, h], got {tuple(targets.shape)}")
@@ -123,7 +125,7 @@ def pad_targets(targets: torch.Tensor, batch_size: int, image_wh: tuple[int, int
     stats = torch.cat([s.view(-1) for s in stats]).tolist()
     if validate and any(stats[1:]):
         raise ValueError(_target_error(targets, batch_size, num_classes))
-    m = stats[0]
+    m = stats[0] if not budget else budget * max(1, -(-stats[0] // budget))
     # rank of each row within its image: stable sort by image, minus the image's first position
     order = img.sort(stable=True).indices
     img_sorted = img[order]
@@ -234,7 +236,7 @@ class DetectionLoss:
     def __init__(self, model, lead_head_guided: bool = False, aux_weight: float = 0.25,
                  box_gain: float = 7.5, cls_gain: float = 0.5, dfl_gain: float = 1.5,
                  topk: int = 10, alpha: float = 0.5, beta: float = 6.0, world_size: int = 1,
-                 validate: bool = True):
+                 validate: bool = True, max_boxes: int | None = None):
         model = getattr(model, "module", model)  # unwrap DDP
         head = getattr(model, "head", model)
         self.dual = isinstance(head, DualDDetect)
@@ -243,6 +245,7 @@ class DetectionLoss:
         self.lead_head_guided, self.aux_weight = lead_head_guided, aux_weight
         self.gains = (box_gain, cls_gain, dfl_gain)
         self.world_size, self.validate = world_size, validate
+        self.max_boxes = max_boxes  # box budget per image (static shapes), see pad_targets
         self.assigner = TaskAlignedAssigner(topk, alpha, beta)
 
     def __repr__(self) -> str:
@@ -261,17 +264,30 @@ class DetectionLoss:
         return self.assigner(scores_logits.detach().sigmoid(), boxes.detach() * stride,
                              anchor_px, *gt)
 
+    def pad(self, targets: torch.Tensor, batch_size: int, image_wh: tuple[int, int],
+            dtype: torch.dtype = torch.float32, budget: int | None = None):
+        """:func:`pad_targets` with this loss's classes, checks and box budget (``budget``
+        overrides ``max_boxes``); the result stays where ``targets`` are."""
+        return pad_targets(targets.to(dtype=dtype), batch_size, image_wh, self.nc, self.validate,
+                           budget or self.max_boxes)
+
     def __call__(self, preds, targets: torch.Tensor):
+        maps0 = self._heads(preds)[-1]
+        dtype = torch.promote_types(maps0[0].dtype, torch.float32)
+        image_wh = (maps0[0].shape[3] * self.strides[0], maps0[0].shape[2] * self.strides[0])
+        # Padding happens where the targets are. The training loop passes them still on the CPU
+        # (as the loader yields them), so reading the box count M there costs no device sync;
+        # only the padded tensors travel to the device, asynchronously.
+        return self.from_padded(preds, self.pad(targets, maps0[0].shape[0], image_wh, dtype))
+
+    def from_padded(self, preds, gt):
+        """The loss from targets already padded by :meth:`pad`: fixed shapes and no host sync
+        from here on (what :mod:`yolov9lite.graphstep` captures)."""
         heads = self._heads(preds)
         maps0 = heads[-1]
         batch_size = maps0[0].shape[0]
         dtype = torch.promote_types(maps0[0].dtype, torch.float32)
         anchor_points, stride = (t.to(dtype) for t in make_anchors(maps0, self.strides))
-        image_wh = (maps0[0].shape[3] * self.strides[0], maps0[0].shape[2] * self.strides[0])
-        # Padding happens where the targets are. The training loop passes them still on the CPU
-        # (as the loader yields them), so reading the box count M there costs no device sync;
-        # only the padded tensors travel to the device, asynchronously.
-        gt = pad_targets(targets.to(dtype=dtype), batch_size, image_wh, self.nc, self.validate)
         gt = tuple(t.to(anchor_points.device, non_blocking=True) for t in gt)
         anchor_px = anchor_points * stride
 

@@ -1,24 +1,21 @@
-"""GELAN and YOLOv9 detection models as plain PyTorch classes (paper Sections 4 and 5).
+"""GELAN and YOLOv9 detection models: configs, presets and the model class (paper Sections 4, 5).
 
-A model is three parts, each a small class, wired by :class:`DetectionModel`:
+A model is three parts wired by :class:`DetectionModel`:
 
-* :class:`Backbone`: two strided convs, a stem block, then three (downsample -> GELAN unit) stages
-  whose outputs are ``B3``, ``B4``, ``B5`` (strides 8, 16, 32).
-* :class:`Neck`: the FPN top-down path (SPPELAN ``N5`` -> ``N4`` -> ``P3``) followed by the PAN
-  bottom-up path (``P3`` -> ``P4`` -> ``P5``), as in the official yaml files.
-* a head from :mod:`yolov9lite.head` on (``P3``, ``P4``, ``P5``).
-
-GELAN-E additionally runs a second backbone fed from the first one through CBLinear/CBFuse links
-("DHLC", Table 6): that is :class:`yolov9lite.pgi.ReversibleBranch` used inside the main branch.
-
-YOLOv9 = GELAN + PGI: an auxiliary branch and an auxiliary head used for training only
-(:mod:`yolov9lite.pgi`). :func:`yolov9lite.deploy.deploy` removes them.
+* the main branch from :mod:`yolov9lite.gelan`: a :class:`~yolov9lite.gelan.Backbone` (``B3``,
+  ``B4``, ``B5`` at strides 8, 16, 32) and a :class:`~yolov9lite.gelan.Neck` (FPN then PAN,
+  ``P3``, ``P4``, ``P5``). GELAN-E additionally runs a second backbone fed from the first one
+  through CBLinear/CBFuse links ("+DHLC", Table 6), a :class:`~yolov9lite.gelan.ReversibleBranch`;
+* a head from :mod:`yolov9lite.head` on (``P3``, ``P4``, ``P5``);
+* for YOLOv9 = GELAN + PGI, an auxiliary branch from :mod:`yolov9lite.pgi` and an auxiliary head,
+  used for training only. :func:`yolov9lite.deploy.deploy` removes them; :func:`main_branch_keys`
+  says which weights are which.
 
 Every size is a :class:`ModelConfig` preset in :data:`PRESETS`; the numbers are those of the
 official yaml files (WongKinYiu/yolov9, ``models/detect``), and ``tests/test_models.py`` checks
 that the parameter counts equal the official integers. The ablation knobs of Tables 2-5 are fields
 of the same config: ``block`` (computational block), ``depth_elan`` (D_ELAN), ``depth_csp``
-(D_CSP), ``pgi`` (auxiliary-branch variant).
+(D_CSP), ``pgi`` (auxiliary-branch variant) and ``pgi_neck`` (Table 4's G_neck column).
 """
 from __future__ import annotations
 
@@ -27,21 +24,17 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
-from .blocks import DOWN_TYPES, ELAN1, SPPELAN, Conv, RepNCSPELAN4
+from .gelan import Backbone, MainFeatures, Neck, ReversibleBranch, round_up8
 from .head import DDetect, DualDDetect
+from .pgi import PGI_NECK_VARIANTS, PGI_VARIANTS, build_aux_branch
+from .yolov7 import YOLOv7AF
+
+__all__ = ["AUX_PREFIXES", "BASELINES", "OFFICIAL_MODELS", "PGI_NECK_VARIANTS", "PGI_VARIANTS",
+           "PRESETS", "STRIDES", "DetectionModel", "ModelConfig", "build_model", "list_models",
+           "main_branch_keys", "round_up8"]
 
 STRIDES = (8, 16, 32)
-PGI_VARIANTS = ("none", "ds", "fpn", "pan", "icn")
-
-
-def round_up8(c: int) -> int:
-    """Output widths are rounded up to a multiple of 8, as the official builder does.
-
-    This is what turns yolov9-m's ``AConv [180]`` into 184 channels (spec Section 2.1).
-    """
-    return -(-int(c) // 8) * 8
 
 
 @dataclass(frozen=True)
@@ -66,10 +59,15 @@ class ModelConfig:
     block: str = "csp"  # computational block: csp | res | dark | conv  (Table 2)
     dhlc: bool = False  # GELAN-E: second backbone linked to the first (kept at inference)
     pgi: str = "none"  # auxiliary branch: none | ds | fpn | pan | icn  (Tables 4, 5)
+    pgi_neck: str = "none"  # auxiliary reversible branch on the neck: none | icn (Table 4 G_neck)
     paper: dict = field(default_factory=dict, compare=False)  # published numbers, for tables
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
+
+    def without_pgi(self) -> ModelConfig:
+        """The inference model's config: the same main branch, no auxiliary branch."""
+        return self.replace(pgi="none", pgi_neck="none")
 
 
 # --- The official sizes (gelan-X = inference model, yolov9-X = gelan-X + PGI) ----------------------
@@ -102,15 +100,17 @@ _NANO = ModelConfig(
     backbone=((32, 32), (48, 48), (64, 64)), spp=(64, 32), n4=(48, 48), p3=(32, 32),
     pan_down=(24, 32), p4=(48, 48), p5=(64, 64), depth_csp=1)
 
-# Published numbers (paper Table 1; YOLOv9-T from the official README, see spec Section 1).
+# Published numbers (paper Table 1; YOLOv9-T's from the official README.md).
 _PAPER = {
-    "t": dict(params_m=2.0, gflops=7.7, ap=38.3), "s": dict(params_m=7.1, gflops=26.4, ap=46.8),
-    "m": dict(params_m=20.0, gflops=76.3, ap=51.4), "c": dict(params_m=25.3, gflops=102.1, ap=53.0),
-    "e": dict(params_m=57.3, gflops=189.0, ap=55.6),
+    "t": {"params_m": 2.0, "gflops": 7.7, "ap": 38.3},
+    "s": {"params_m": 7.1, "gflops": 26.4, "ap": 46.8},
+    "m": {"params_m": 20.0, "gflops": 76.3, "ap": 51.4},
+    "c": {"params_m": 25.3, "gflops": 102.1, "ap": 53.0},
+    "e": {"params_m": 57.3, "gflops": 189.0, "ap": 55.6},
 }
 _GELAN_AP = {"s": 46.7, "m": 51.1, "c": 52.5, "e": 55.0}
 
-# PGI flavour of each released yolov9 model (spec Section 2.5):
+# PGI flavour of each released yolov9 model (official models/detect/yolov9-*.yaml):
 #   t, s, e: "multi-level auxiliary information" = an auxiliary FPN on the (first) backbone;
 #   m, c:    "auxiliary reversible branch" = a CBNet-style second backbone linked by CBLinear/CBFuse.
 _RELEASED_PGI = {"t": "fpn", "s": "fpn", "m": "icn", "c": "icn", "e": "fpn"}
@@ -127,101 +127,6 @@ PRESETS["yolov9-nano-icn"] = _NANO.replace(pgi="icn")  # the m/c flavour of PGI,
 OFFICIAL_MODELS = tuple(f"{kind}-{s}" for kind in ("gelan", "yolov9") for s in "tsmce")
 
 
-def gelan_unit(c1: int, c2c3: tuple[int, int], cfg: ModelConfig) -> RepNCSPELAN4:
-    c2, c3 = c2c3
-    return RepNCSPELAN4(c1, round_up8(c2), c3, c3 // 2, cfg.depth_csp, cfg.depth_elan, cfg.block)
-
-
-class Backbone(nn.Module):
-    """Conv s2 -> Conv s2 -> stem -> 3 x (downsample -> GELAN unit).
-
-    ``forward`` returns the feature of each resolution level, keyed ``L1`` (stride 2), ``L2``
-    (stride 4), ``B3``, ``B4``, ``B5``. An optional ``fuse(level, x)`` callback is applied right
-    after each resolution change; the reversible branch uses it to add the CBFuse links.
-    """
-
-    LEVELS = ("L1", "L2", "B3", "B4", "B5")
-
-    def __init__(self, cfg: ModelConfig, in_ch: int = 3):
-        super().__init__()
-        down = DOWN_TYPES[cfg.down]
-        self.conv0 = Conv(in_ch, round_up8(cfg.conv0), 3, 2)
-        self.conv1 = Conv(round_up8(cfg.conv0), round_up8(cfg.conv1), 3, 2)
-        kind, c2, c3 = cfg.stem
-        c1 = round_up8(cfg.conv1)
-        if kind == "elan1":
-            self.stem = ELAN1(c1, round_up8(c2), c3, c3 // 2)
-        else:
-            self.stem = gelan_unit(c1, (c2, c3), cfg)
-        c = round_up8(c2)
-        self.downs, self.stages = nn.ModuleList(), nn.ModuleList()
-        for d, unit in zip(cfg.backbone_down, cfg.backbone):
-            self.downs.append(down(c, round_up8(d)))
-            self.stages.append(gelan_unit(round_up8(d), unit, cfg))
-            c = round_up8(unit[0])
-        # widths per level: what the level ends with, and what the downsampler into it produces
-        self.out_channels = dict(zip(self.LEVELS, [round_up8(cfg.conv0), round_up8(c2)]
-                                     + [round_up8(u[0]) for u in cfg.backbone]))
-        self.entry_channels = dict(zip(self.LEVELS, [round_up8(cfg.conv0), round_up8(cfg.conv1)]
-                                       + [round_up8(d) for d in cfg.backbone_down]))
-
-    def forward(self, x: torch.Tensor, fuse=None) -> dict[str, torch.Tensor]:
-        fuse = fuse or (lambda level, t: t)
-        out = {}
-        x = fuse("L1", self.conv0(x))
-        out["L1"] = x
-        x = fuse("L2", self.conv1(x))
-        out["L2"] = x = self.stem(x)
-        for level, down, stage in zip(self.LEVELS[2:], self.downs, self.stages):
-            x = stage(fuse(level, down(x)))
-            out[level] = x
-        return out
-
-
-class TopDown(nn.Module):
-    """FPN half of the neck: N5 = SPPELAN(B5); N4 = GELAN(cat(up(N5), B4)); P3 = GELAN(cat(up(N4), B3)).
-
-    Also used on its own as PGI's "multi-level auxiliary information" branch (yolov9-t/s/e).
-    """
-
-    def __init__(self, cfg: ModelConfig, ch: dict[str, int]):
-        super().__init__()
-        self.spp = SPPELAN(ch["B5"], round_up8(cfg.spp[0]), cfg.spp[1])
-        n5 = round_up8(cfg.spp[0])
-        self.n4 = gelan_unit(n5 + ch["B4"], cfg.n4, cfg)
-        self.p3 = gelan_unit(round_up8(cfg.n4[0]) + ch["B3"], cfg.p3, cfg)
-        self.out_channels = {"N5": n5, "N4": round_up8(cfg.n4[0]), "P3": round_up8(cfg.p3[0])}
-
-    def forward(self, b3, b4, b5):
-        n5 = self.spp(b5)
-        n4 = self.n4(torch.cat((F.interpolate(n5, scale_factor=2.0, mode="nearest"), b4), 1))
-        p3 = self.p3(torch.cat((F.interpolate(n4, scale_factor=2.0, mode="nearest"), b3), 1))
-        return n5, n4, p3
-
-
-class Neck(nn.Module):
-    """Top-down FPN then bottom-up PAN; outputs (P3, P4, P5) at strides 8, 16, 32."""
-
-    def __init__(self, cfg: ModelConfig, ch: dict[str, int]):
-        super().__init__()
-        down = DOWN_TYPES[cfg.down]
-        self.top_down = TopDown(cfg, ch)
-        c = self.top_down.out_channels
-        self.down4 = down(c["P3"], round_up8(cfg.pan_down[0]))
-        self.p4 = gelan_unit(round_up8(cfg.pan_down[0]) + c["N4"], cfg.p4, cfg)
-        self.down5 = down(round_up8(cfg.p4[0]), round_up8(cfg.pan_down[1]))
-        self.p5 = gelan_unit(round_up8(cfg.pan_down[1]) + c["N5"], cfg.p5, cfg)
-        self.out_channels = (c["P3"], round_up8(cfg.p4[0]), round_up8(cfg.p5[0]))
-
-    def forward(self, b3, b4, b5, features: dict | None = None):
-        n5, n4, p3 = self.top_down(b3, b4, b5)
-        p4 = self.p4(torch.cat((self.down4(p3), n4), 1))
-        p5 = self.p5(torch.cat((self.down5(p4), n5), 1))
-        if features is not None:
-            features.update(N5=n5, N4=n4, P3=p3, P4=p4, P5=p5)
-        return p3, p4, p5
-
-
 class DetectionModel(nn.Module):
     """A GELAN detector, optionally with a PGI auxiliary branch (then it is a YOLOv9 model).
 
@@ -236,21 +141,22 @@ class DetectionModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, num_classes: int = 80, name: str = "custom"):
         super().__init__()
-        from .pgi import ReversibleBranch, build_aux_branch  # pgi imports this module
-
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if cfg.pgi not in PGI_VARIANTS:
             raise ValueError(f"unknown PGI variant {cfg.pgi!r}; choose from {PGI_VARIANTS}")
+        if cfg.pgi_neck not in PGI_NECK_VARIANTS:
+            raise ValueError(f"unknown neck PGI variant {cfg.pgi_neck!r}; choose from "
+                             f"{PGI_NECK_VARIANTS}")
         self.cfg, self.name, self.nc = cfg, name, num_classes
         self.strides = STRIDES
         self.backbone = Backbone(cfg)
         main_ch = self.backbone.out_channels
         if cfg.dhlc:  # GELAN-E: the neck reads a second backbone linked to the first (DHLC)
-            self.dhlc = ReversibleBranch(cfg, self.backbone, levels=Backbone.LEVELS)
+            self.dhlc = ReversibleBranch(cfg, main_ch, levels=Backbone.LEVELS)
             main_ch = self.dhlc.backbone.out_channels
         self.neck = Neck(cfg, main_ch)
-        self.aux = build_aux_branch(cfg, self.backbone, main_ch)
+        self.aux = build_aux_branch(cfg, self.backbone.out_channels, main_ch, self.neck.out_channels)
         if self.aux is None:
             self.head = DDetect(num_classes, self.neck.out_channels, STRIDES)
         else:
@@ -275,17 +181,15 @@ class DetectionModel(nn.Module):
 
     def forward_features(self, x: torch.Tensor, with_aux: bool = True) -> dict[str, torch.Tensor]:
         self.check_input(x)
-        feats: dict[str, torch.Tensor] = {}
         first = self.backbone(x)
-        if self.cfg.dhlc:
-            feats.update({f"bb1.{k}": v for k, v in first.items()})
-            main = self.dhlc(x, first)
-        else:
-            main = first
-        feats.update(main)
-        self.neck(main["B3"], main["B4"], main["B5"], features=feats)
+        neck_input = self.dhlc(x, first) if self.cfg.dhlc else first
+        neck: dict[str, torch.Tensor] = {}
+        self.neck(neck_input["B3"], neck_input["B4"], neck_input["B5"], features=neck)
+        feats = {f"bb1.{k}": v for k, v in first.items()} if self.cfg.dhlc else {}
+        feats.update(neck_input)
+        feats.update(neck)
         if with_aux and self.aux is not None:
-            a3, a4, a5 = self.aux(x, first, main, feats)
+            a3, a4, a5 = self.aux(MainFeatures(x, first, neck_input, neck))
             feats.update(A3=a3, A4=a4, A5=a5)
         return feats
 
@@ -300,19 +204,54 @@ class DetectionModel(nn.Module):
         return self.head.main.decode(self.head.main.forward_maps(main))
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, nc={self.nc}, pgi={self.cfg.pgi!r}"
+        neck = f", pgi_neck={self.cfg.pgi_neck!r}" if self.cfg.pgi_neck != "none" else ""
+        return f"name={self.name!r}, nc={self.nc}, pgi={self.cfg.pgi!r}{neck}"
 
 
-def build_model(name: str | ModelConfig = "gelan-c", num_classes: int = 80, **overrides) -> DetectionModel:
+# State-dict keys of the training-only parts: the PGI auxiliary branch and the auxiliary head.
+AUX_PREFIXES = ("aux.", "head.aux.")
+
+
+def main_branch_keys(model: nn.Module) -> dict[str, str]:
+    """The main (inference) branch's state-dict keys: ``{key in the plain GELAN model: key here}``.
+
+    The one answer to "which weights survive deployment" (paper Sec. 4.1: PGI costs nothing at
+    inference). Keys under :data:`AUX_PREFIXES` are auxiliary and left out. In a dual-head (YOLOv9)
+    model the main head is ``head.main.*``; in the GELAN model it becomes ``head.*``, so the
+    left-hand names are the same for a yolov9-X model and its gelan-X. Everything else, GELAN-E's
+    DHLC second backbone (``dhlc.*``) included, is main branch.
+    """
+    dual = getattr(model, "has_aux", False)
+    keys = {}
+    for key in model.state_dict():
+        if key.startswith(AUX_PREFIXES):
+            continue
+        keys[key.replace("head.main.", "head.", 1) if dual else key] = key
+    return keys
+
+
+# Baselines that are not GELAN models (Table 6's first steps): name -> model class.
+BASELINES = {"yolov7-af": YOLOv7AF}
+
+
+def build_model(name: str | ModelConfig = "gelan-c", num_classes: int = 80,
+                **overrides) -> DetectionModel | YOLOv7AF:
     """Build a model from a preset name (``gelan-t`` ... ``yolov9-e``, ``gelan-nano``, ...) or a
     :class:`ModelConfig`. Keyword ``overrides`` change config fields, e.g. the ablation knobs
-    ``pgi="ds"``, ``block="res"``, ``depth_elan=3``, ``depth_csp=2``."""
+    ``pgi="ds"``, ``block="res"``, ``depth_elan=3``, ``depth_csp=2``.
+
+    ``"yolov7-af"`` is the anchor-free YOLOv7 baseline of Table 6 (:mod:`yolov9lite.yolov7`); it
+    has no knobs."""
     if isinstance(name, ModelConfig):
         cfg, label = name, "custom"
     else:
         key = str(name).lower()
+        if key in BASELINES:
+            if overrides:
+                raise ValueError(f"{key} has no model options (got {sorted(overrides)})")
+            return BASELINES[key](num_classes, name=key)
         if key not in PRESETS:
-            raise ValueError(f"unknown model {name!r}; valid names: {', '.join(PRESETS)}")
+            raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
         cfg, label = PRESETS[key], key
     if overrides:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(ModelConfig)}
@@ -324,4 +263,4 @@ def build_model(name: str | ModelConfig = "gelan-c", num_classes: int = 80, **ov
 
 
 def list_models() -> list[str]:
-    return list(PRESETS)
+    return [*PRESETS, *BASELINES]

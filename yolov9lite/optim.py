@@ -1,4 +1,4 @@
-"""Optimizer, learning-rate / momentum schedule and EMA of the YOLOv9 recipe (spec Section 4).
+"""Optimizer, learning-rate / momentum schedule and EMA of the YOLOv9 recipe.
 
 Everything here is the official ``hyp.scratch-high.yaml`` recipe of ``train.py`` / ``train_dual.py``,
 written as small pure functions so that a notebook can plot the schedule without training:
@@ -16,7 +16,8 @@ written as small pure functions so that a notebook can plot the schedule without
   ``lr0 = 0.01`` needs no rescaling when the batch changes; the weight decay is scaled so that its
   pull per step matches that of the nominal batch.
 * **Per-epoch LR factor** ``lf(e)``: linear from 1 to ``lrf`` (the public recipe, for every size),
-  or a cosine from 1 to ``lrf`` (``cos_lr=True``). ``lr = lr0 * lf(e)`` during epoch ``e``.
+  or a cosine from 1 to ``lrf`` (``cos_lr=True``). After warm-up, ``lr = lr0 * lf(e - 1)`` during
+  epoch ``e``: the official ``LambdaLR`` is stepped at the end of each epoch (see :func:`schedule`).
 * **Warm-up** for the first ``nw = max(round(warmup_epochs * batches_per_epoch), 100)`` batches:
   the bias group's lr falls from ``warmup_bias_lr = 0.1`` to ``lr0 * lf(e)``, the other groups' lr
   rises from 0 to it, momentum rises from 0.8 to 0.937, and ``accumulate`` rises from 1 to
@@ -117,19 +118,41 @@ def warmup_iters(batches_per_epoch: int, warmup_epochs: float = 3.0) -> int:
     return max(round(warmup_epochs * batches_per_epoch), 100)
 
 
-def schedule(ni: int, epoch: int, *, epochs: int, nw: int, batch_size: int, lr0: float = 0.01,
-             lrf: float = 0.01, cos_lr: bool = False, momentum: float = 0.937,
-             warmup_momentum: float = 0.8, warmup_bias_lr: float = 0.1,
+def short_run_warning(epochs: int, batches_per_epoch: int, warmup_batches: int) -> str | None:
+    """The warning for a run that ends before its warm-up does (None otherwise). With the
+    100-batch floor of :func:`warmup_iters` the warm-up is many epochs long on a small dataset,
+    and a run inside it never trains at ``lr0``: it learns almost nothing."""
+    total = epochs * batches_per_epoch
+    if warmup_batches == 0 or warmup_batches < total:
+        return None
+    return (f"the run ({epochs} epochs x {batches_per_epoch} batches = {total} batches) is not "
+            f"longer than its warm-up ({warmup_batches} batches: --warmup-epochs x batches per "
+            "epoch, at least 100 batches), so the learning rate never reaches --lr0 and the model "
+            "will learn little; train for more epochs or set --warmup-epochs 0")
+
+
+def schedule(ni: int, epoch: int, *, epochs: int, nw: int, batches_per_epoch: int,
+             batch_size: int, lr0: float = 0.01, lrf: float = 0.01, cos_lr: bool = False,
+             momentum: float = 0.937, warmup_momentum: float = 0.8, warmup_bias_lr: float = 0.1,
              nominal_batch: int = 64) -> dict:
     """The optimizer settings for global batch ``ni`` (counted from the start of training) in
     ``epoch``: ``{"lr": [lr of group 0, 1, 2], "momentum": m, "accumulate": k}``.
 
     A pure function of its arguments, so a resumed run (or a notebook) gets the same numbers.
+
+    Which epoch's factor applies after warm-up follows the official ``train_dual.py``, where a
+    ``LambdaLR`` scheduler is stepped at the *end* of every epoch (and ``scheduler.last_epoch =
+    start_epoch - 1``): during epoch ``e`` the lr is ``lr0 * lf(e - 1)``, one epoch behind.
+    Only the epoch in which warm-up ends keeps the warm-up's target ``lr0 * lf(e)`` (the official
+    warm-up interpolates towards ``lf(epoch)`` and nothing resets it before the epoch ends).
     """
-    base = lr0 * lr_factor(epoch, epochs, lrf, cos_lr)
     accumulate = accumulate_steps(batch_size, nominal_batch)
     if ni > nw:  # after warm-up (also when nw == 0)
+        warmup_ended_this_epoch = batches_per_epoch * epoch <= nw
+        factor_epoch = epoch if warmup_ended_this_epoch else epoch - 1
+        base = lr0 * lr_factor(factor_epoch, epochs, lrf, cos_lr)
         return {"lr": [base] * 3, "momentum": momentum, "accumulate": accumulate}
+    base = lr0 * lr_factor(epoch, epochs, lrf, cos_lr)
     xp = [0, nw]
     bias_lr = float(np.interp(ni, xp, [warmup_bias_lr, base]))
     lr = float(np.interp(ni, xp, [0.0, base]))
@@ -148,7 +171,7 @@ def apply_schedule(optimizer: torch.optim.Optimizer, settings: dict) -> None:
 
 # --------------------------------------------------------------------------- EMA
 class ModelEMA:
-    """Exponential moving average of a model's floating-point state (spec Section 4, "EMA").
+    """Exponential moving average of a model's floating-point state (official ``ModelEMA``).
 
     ``ema.module`` is an eval-mode copy that is validated every epoch and saved as the model of
     the checkpoints. ``update(model)`` is called after each optimizer step.

@@ -9,13 +9,17 @@ font is DejaVu Sans (shipped inside matplotlib, so identical on every machine), 
 volatile PNG metadata matplotlib writes, ``Software: Matplotlib version X``, is removed. The sidecar
 JSON carries no timestamp and no git commit: both would change on every run or every commit while
 the figure itself does not, so regenerating figures would dirty the tree forever. It records what
-does determine the figure: the notebook's parameters, the seed and the library versions.
+does determine the figure: the notebook's parameters, the seed, the library versions and the
+machine (CPU model, thread count; :func:`machine_info`). Bytes may therefore
+differ between machines (CPU floating point differs too); verdicts must not (see
+:mod:`yolov9lite.claims`).
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -27,6 +31,28 @@ ARCH_COLORS = {
     "revnet": "#9467bd", "preact": "#8c564b",
 }
 DPI = 150  # savefig resolution of every committed PNG
+# One colour per PGI variant (notebooks 04 and 05). "none" is plain GELAN and keeps GELAN's blue;
+# red stays PlainNet's. Paper labels map onto the knobs: PFH = DS = "ds", LHG-ICN = "lhg-icn".
+PGI_COLORS = {"none": "#1f77b4", "ds": "#7f7f7f", "fpn": "#17becf", "pan": "#bcbd22",
+              "icn": "#e377c2", "lhg-icn": "#a0457e"}
+_PGI_ALIASES = {"pfh": "ds", "gelan": "none"}
+
+
+def repo_root() -> Path:
+    """The checkout: the current directory if it has ``notebooks/``, else the package's parent
+    (the package is installed editable, so that is the clone)."""
+    cwd = Path.cwd()
+    if (cwd / "notebooks").is_dir():
+        return cwd
+    return Path(__file__).resolve().parents[1]
+
+
+def pgi_color(label: str) -> str:
+    """The colour of a PGI variant, by knob (``"icn"``) or paper label (``"LHG-ICN"``, ``"PFH"``)."""
+    key = label.lower()
+    return PGI_COLORS[_PGI_ALIASES.get(key, key)]
+
+
 
 STYLE = {
     "font.family": "DejaVu Sans",
@@ -67,6 +93,30 @@ def versions() -> dict[str, str]:
             "yolov9lite": yolov9lite.__version__}
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info() -> dict:
+    """What ran the computation: CPU model, core and thread counts, library versions.
+
+    Recorded in JSON sidecars and ledgers for the reader; never part of a verdict.
+    """
+    import torch
+
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform(terse=True),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "versions": versions()}
+
+
 def _jsonable(value):
     """Parameters as plain JSON (tuples -> lists, paths and other objects -> str)."""
     if isinstance(value, dict):
@@ -81,6 +131,7 @@ def _jsonable(value):
 def write_sidecar(path: Path, **info) -> Path:
     """``<name>.json`` next to a figure or table: sorted keys, so the bytes are stable too."""
     info["versions"] = versions()
+    info["machine"] = {k: v for k, v in machine_info().items() if k != "versions"}
     path.write_text(json.dumps(_jsonable(info), indent=2, sort_keys=True) + "\n")
     return path
 
@@ -131,3 +182,34 @@ def save_table(rows: list[dict], name: str, out_dir: str | Path, columns: list[s
     write_sidecar(out_dir / f"{name}.json", table=[md_path.name, csv_path.name], source=source,
                   params=params or {}, seed=seed)
     return md_path, csv_path
+
+
+def plot_history(history: list[dict], path: str | Path | None = None):
+    """Loss, learning-rate and mAP curves of a training run (the records of
+    :func:`yolov9lite.train`), one panel each; returns the matplotlib Figure (shown inline in a
+    notebook) and writes it to ``path`` if given."""
+    import seaborn as sns
+    from matplotlib.figure import Figure  # no pyplot: works without a display, no global state
+    from matplotlib.ticker import MaxNLocator
+
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    panels = [("train loss", [k for k in keys if k.startswith("train/")]),
+              ("validation loss", [k for k in keys if k.startswith("val/")]),
+              ("learning rate", [k for k in keys if k.startswith("lr/")]),
+              ("mAP (EMA model)", ["metrics/AP50", "metrics/AP"])]
+    panels = [p for p in panels if p[0] != "validation loss" or p[1]]  # only when recorded
+    with sns.axes_style("whitegrid"):
+        fig = Figure(figsize=(5 * len(panels), 3.6), layout="constrained")
+        axes = fig.subplots(1, len(panels))
+        for ax, (title, panel_keys) in zip(axes, panels):
+            for key in panel_keys:
+                pts = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
+                if pts:
+                    xs, ys = zip(*pts)
+                    sns.lineplot(x=list(xs), y=list(ys), ax=ax, marker="o", markersize=3,
+                                 label=key.split("/")[-1])
+            ax.set(title=title, xlabel="epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig

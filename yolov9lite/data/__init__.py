@@ -1,9 +1,11 @@
-"""Data pipeline of yolov9lite (issue 4): datasets, the YOLOv9 augmentation recipe, loaders.
+"""Data pipeline of yolov9lite: datasets, the YOLOv9 augmentation recipe, loaders.
 
 - `load_data_config(data)`: dataset YAML / "synthetic" -> normalised config (config.py)
 - `make_synthetic(root, ...)`: offline COCO-format shapes dataset (synthetic.py)
 - `build_dataloader(cfg, split, ...)`: (images uint8, targets [i, c, cx, cy, w, h], metas)
-- `DetectionDataset`, `collate` (dataset.py); scanning, checks and label cache (labels.py)
+- `DetectionDataset`, `collate` (dataset.py); `ImageRecord`, `ScanReport` (records.py)
+- scanning: YOLO layout and `load_records` (labels.py), COCO JSON (coco_json.py), image and
+  label checks (checks.py), the safe .npz label cache (cache.py)
 - augmentations, one function each: `mosaic4`, `copy_paste`, `random_affine`, `mixup`,
   `augment_hsv`, `flip_lr`, `flip_ud`, `letterbox` (augment.py); `HYP_SCRATCH_HIGH`
 - `dataset_to_coco(cfg_or_dataset, split)`: ground truth as a COCO dict (coco_export.py)
@@ -11,6 +13,7 @@
 """
 
 import logging
+import sys
 
 from .augment import (
     HYP_SCRATCH_HIGH,
@@ -31,14 +34,27 @@ from .config import DataConfigError, load_data_config
 from .dataset import DetectionDataset, collate, read_image_bgr, rect_batch_shapes
 from .draw import draw_batch
 from .instances import Instances
-from .labels import ImageRecord, ScanReport
 from .loader import build_dataloader, build_dataset
+from .records import ImageRecord, ScanReport
 from .synthetic import SYNTHETIC_NAMES, make_synthetic
+
+
+class _SplitStreamHandler(logging.StreamHandler):
+    """INFO (the one-line scan summary) to stdout, warnings to stderr. Jupyter shows stderr as
+    pink warning blocks, which a routine summary is not; the stream is looked up per record, so
+    notebook and pytest capture see it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # assigned, not setStream(): that flushes the previous stream, which a notebook or
+        # pytest may already have closed
+        self.stream = sys.stdout if record.levelno < logging.WARNING else sys.stderr
+        super().emit(record)
+
 
 # Show scan warnings and the summary line even when the user configured no logging.
 _logger = logging.getLogger("yolov9lite.data")
 if not _logger.handlers:
-    _handler = logging.StreamHandler()
+    _handler = _SplitStreamHandler()
     _handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     _logger.addHandler(_handler)
     _logger.setLevel(logging.INFO)

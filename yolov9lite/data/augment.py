@@ -1,4 +1,5 @@
-"""The YOLOv9 training augmentations (spec §4, `hyp.scratch-high.yaml`), one plain function each.
+"""The YOLOv9 training augmentations (official `utils/augmentations.py`,
+`data/hyps/hyp.scratch-high.yaml`), one plain function each.
 
 Order for a training sample, as in the official `train_dual.py` pipeline:
 
@@ -31,7 +32,7 @@ PAD_VALUE = 114  # grey used for every border, as in the official code
 
 @dataclass(frozen=True)
 class Hyp:
-    """Augmentation hyperparameters; defaults are hyp.scratch-high.yaml (spec §4)."""
+    """Augmentation hyperparameters; defaults are the official hyp.scratch-high.yaml."""
 
     hsv_h: float = 0.015
     hsv_s: float = 0.7
@@ -65,16 +66,16 @@ HYP_SCRATCH_HIGH = Hyp()
 # resizing
 
 
-def resize_longest(image: np.ndarray, size: int, shrink_only: bool = False,
+def resize_longest(image: np.ndarray, size: int,
                    area_when_shrinking: bool = True) -> tuple[np.ndarray, float]:
     """Resize so the longest side is `size`; returns (image, gain).
 
-    INTER_AREA when shrinking for validation (spec §5) because it averages instead of
-    aliasing; bilinear otherwise (training, or enlarging).
+    INTER_AREA when shrinking for validation (official `utils/dataloaders.py`) because it
+    averages instead of aliasing; bilinear otherwise (training, or enlarging).
     """
     h, w = image.shape[:2]
     gain = size / max(h, w)
-    if gain == 1 or (shrink_only and gain > 1):
+    if gain == 1:
         return image, 1.0
     interp = cv2.INTER_AREA if (gain < 1 and area_when_shrinking) else cv2.INTER_LINEAR
     new_wh = (max(1, round(w * gain)), max(1, round(h * gain)))
@@ -88,8 +89,8 @@ def letterbox(image: np.ndarray, new_shape: tuple[int, int], scaleup: bool = Tru
 
     Returns (image, (gain_h, gain_w), (pad_w, pad_h)): pad is the left/top padding and the
     gains are exact per axis (new size / old size, after rounding to whole pixels), so a point
-    maps back to the input as x_in = (x - pad_w) / gain_w. `scaleup=False` (validation, spec §5) never
-    enlarges, which keeps small images sharp and matches the official mAP protocol.
+    maps back to the input as x_in = (x - pad_w) / gain_w. `scaleup=False` (validation, official
+    `val.py`) never enlarges, which keeps small images sharp and matches the official mAP protocol.
     """
     h, w = image.shape[:2]
     gain = min(new_shape[0] / h, new_shape[1] / w)
@@ -117,7 +118,7 @@ def mosaic4(images: list[np.ndarray], labels: list[Instances], size: int,
 
     Each image is already resized so its longest side is `size`. Image 0 goes top-left of the
     centre, 1 top-right, 2 bottom-left, 3 bottom-right; parts falling off the canvas are cut.
-    The centre is U(size/2, 3*size/2) in x and y (spec §4: [320, 960] for 640).
+    The centre is U(size/2, 3*size/2) in x and y (official `load_mosaic`: [320, 960] for 640).
     """
     s = size
     canvas = np.full((2 * s, 2 * s, 3), PAD_VALUE, np.uint8)
@@ -147,7 +148,7 @@ def box_ioa(boxes1: np.ndarray, boxes2: np.ndarray, eps: float = 1e-7) -> np.nda
 
 def copy_paste(image: np.ndarray, inst: Instances, p: float,
                rng: np.random.Generator) -> tuple[np.ndarray, Instances]:
-    """YOLOv5-style copy-paste (Ghiasi et al. 2021, simplified; spec §4).
+    """YOLOv5-style copy-paste (Ghiasi et al. 2021, simplified; official `utils/augmentations.py`).
 
     A fraction `p` of the objects is mirrored left-right and pasted onto the same image, but
     only where the mirrored box covers less than 30% of any existing box (IoA < 0.30), so
@@ -293,21 +294,22 @@ def augment_hsv(image: np.ndarray, rng: np.random.Generator, hgain: float = 0.01
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
 
 
+def _flip(image: np.ndarray, inst: Instances, axis: int) -> tuple[np.ndarray, Instances]:
+    """Mirror the image and its labels along x (axis 0) or y (axis 1)."""
+    size = image.shape[1 - axis]  # width for a left-right flip, height for top-bottom
+    lo, hi = axis, axis + 2  # x1, x2 or y1, y2 columns of the xyxy boxes
+    out = inst.copy()
+    out.boxes[:, [lo, hi]] = size - inst.boxes[:, [hi, lo]]
+    if out.segments is not None:
+        out.segments[..., axis] = size - out.segments[..., axis]
+    return cv2.flip(image, 1 - axis), out  # cv2: 1 = around the vertical axis, 0 = horizontal
+
+
 def flip_lr(image: np.ndarray, inst: Instances) -> tuple[np.ndarray, Instances]:
     """Mirror the image and its labels left-right."""
-    w = image.shape[1]
-    out = inst.copy()
-    out.boxes[:, [0, 2]] = w - inst.boxes[:, [2, 0]]
-    if out.segments is not None:
-        out.segments[..., 0] = w - out.segments[..., 0]
-    return cv2.flip(image, 1), out
+    return _flip(image, inst, 0)
 
 
 def flip_ud(image: np.ndarray, inst: Instances) -> tuple[np.ndarray, Instances]:
     """Mirror the image and its labels top-bottom (p=0 in the recipe, kept for completeness)."""
-    h = image.shape[0]
-    out = inst.copy()
-    out.boxes[:, [1, 3]] = h - inst.boxes[:, [3, 1]]
-    if out.segments is not None:
-        out.segments[..., 1] = h - out.segments[..., 1]
-    return cv2.flip(image, 0), out
+    return _flip(image, inst, 1)

@@ -4,7 +4,9 @@ For COCO-JSON datasets prefer the original JSON (`cfg["val_json"]`): it also hol
 regions and the annotators' areas. This function serves YOLO-layout sets, where no JSON
 exists. Boxes are in original-image pixels ([x_left, y_top, w, h]); `area` is the polygon
 area (shoelace formula, in pixels) when the object has a segment, else box w * h. Image ids
-are those the loader puts in `metas` (int of the numeric file stem, else a stable hash).
+are those the loader puts in `metas` (the JSON's ids for COCO-JSON sets; for YOLO layouts the
+numeric file stem, else a stable hash of the name, or of the relative path when several images
+of the split share a file name: `labels.yolo_image_ids`).
 """
 
 from __future__ import annotations

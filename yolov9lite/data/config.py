@@ -54,18 +54,51 @@ def load_data_config(data) -> dict:
     yaml_path = Path(data)
     if not yaml_path.is_file():
         raise DataConfigError(f"dataset YAML not found: {yaml_path}")
-    with open(yaml_path) as f:
-        raw = yaml.safe_load(f)
+    raw = read_yaml_file(yaml_path)
     if not isinstance(raw, dict):
         raise DataConfigError(f"{yaml_path}: expected a mapping with train/val/names keys")
     return normalise(raw, str(yaml_path), yaml_path.resolve().parent)
+
+
+def read_yaml_file(path: Path):
+    """Parsed YAML; a file that is unreadable, not UTF-8 or not valid YAML raises
+    DataConfigError naming the file and, for syntax errors, the line and column."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise DataConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError as e:
+        raise DataConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") \
+            from None
+    except OSError as e:
+        raise DataConfigError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def read_json_file(path: Path):
+    """Parsed JSON; a file that is unreadable, not UTF-8 or not valid JSON raises
+    DataConfigError naming the file and, for syntax errors, the line and column."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataConfigError(f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: "
+                              f"{e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise DataConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") \
+            from None
+    except OSError as e:
+        raise DataConfigError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def normalise(raw: dict, source: str, base: Path) -> dict:
     def fail(message: str):
         raise DataConfigError(f"{source}: {message}")
 
-    root = Path(raw.get("path") or ".")
+    root = Path(str(raw.get("path") or "."))
     root = (root if root.is_absolute() else base / root).resolve()
     cfg = {"yaml": source, "path": str(root), "_normalised": True}
     for key in ("train", "val"):
@@ -91,20 +124,24 @@ def normalise(raw: dict, source: str, base: Path) -> dict:
             fail("missing key 'names'")
         names = [c["name"] for c in json_categories]
     elif isinstance(names, dict):
-        keys = sorted(names)
-        if keys != list(range(len(keys))):
+        keys = sorted(names, key=str)
+        if not all(type(k) is int for k in keys) or sorted(keys) != list(range(len(keys))):
             fail(f"'names' keys must be 0..{len(keys) - 1}, got {keys[:5]}...")
+        keys = sorted(keys)
         names = [str(names[k]) for k in keys]
     elif isinstance(names, (list, tuple)):
         names = [str(n) for n in names]
     else:
         fail(f"'names' must be a list or a mapping, got {type(names).__name__}")
-    if "nc" in raw and int(raw["nc"]) != len(names):
-        fail(f"'nc' is {raw['nc']} but 'names' has {len(names)} entries")
+    if "nc" in raw and (type(raw["nc"]) is not int or raw["nc"] != len(names)):
+        fail(f"'nc' is {raw['nc']!r} but 'names' has {len(names)} entries")
     category_ids = raw.get("category_ids")
     if category_ids is None:
         category_ids = ([c["id"] for c in json_categories] if json_categories is not None
                         else list(range(len(names))))
+    if not isinstance(category_ids, (list, tuple)) or \
+            not all(type(c) is int for c in category_ids):
+        fail("'category_ids' must be a list of integers")
     category_ids = [int(c) for c in category_ids]
     if len(category_ids) != len(names):
         fail(f"'category_ids' has {len(category_ids)} entries but there are {len(names)} names")
@@ -132,8 +169,15 @@ def categories_from_json(cfg: dict):
     """Sorted categories of the first split that has a JSON (val first: it is the small one)."""
     for split in ("val", "train", "test"):
         if cfg.get(f"{split}_json"):
-            with open(cfg[f"{split}_json"]) as f:
-                return sorted(json.load(f).get("categories", []), key=lambda c: c["id"])
+            path = cfg[f"{split}_json"]
+            coco = read_json_file(path)
+            categories = coco.get("categories") if isinstance(coco, dict) else None
+            if not isinstance(categories, list) or not all(
+                    isinstance(c, dict) and type(c.get("id")) is int and "name" in c
+                    for c in categories):
+                raise DataConfigError(f"{path}: 'categories' must be a list of objects with an "
+                                      "integer 'id' and a 'name'")
+            return sorted(categories, key=lambda c: c["id"])
     return None
 
 

@@ -1,7 +1,7 @@
 """`DetectionDataset`: records + augmentation recipe -> (CHW RGB uint8 image, labels, meta).
 
-Training (spec §4): mosaic (+copy-paste, affine crop), MixUp, HSV, flips; after close-mosaic,
-letterbox + affine. Validation (spec §5): longest side to `imgsz` with INTER_AREA when
+Training (official ``utils/dataloaders.py``, ``LoadImagesAndLabels``): mosaic (+copy-paste,
+affine crop), MixUp, HSV, flips; after close-mosaic, letterbox + affine. Validation (official ``val.py``): longest side to `imgsz` with INTER_AREA when
 shrinking, letterbox with `scaleup=False` into rectangular batch shapes
 `ceil(shape * imgsz / 32 + pad) * 32`, images sorted by aspect ratio so a batch wastes little.
 
@@ -23,7 +23,7 @@ from PIL import Image, ImageFile, ImageOps
 
 from . import augment as A
 from .instances import Instances, cxcywh_to_xyxy, resample_segments, xyxy_to_cxcywh
-from .labels import LOGGER, ImageRecord
+from .records import LOGGER, ImageRecord
 
 MAX_RETRIES = 10  # how many other images to try when one fails to decode mid-epoch
 
@@ -48,7 +48,8 @@ def read_image_bgr(path: str, reduce: int = 1) -> np.ndarray:
 
 def rect_batch_shapes(shapes_hw: np.ndarray, batch_size: int, imgsz: int, stride: int = 32,
                       pad: float = 0.5) -> np.ndarray:
-    """Per-batch (h, w) for images already sorted by aspect ratio h/w (spec §5).
+    """Per-batch (h, w) for images already sorted by aspect ratio h/w (official
+    ``utils/dataloaders.py``, ``rect=True``).
 
     A batch of wide images gets shape (max_ratio, 1) * imgsz, of tall ones (1, 1/min_ratio),
     mixed ones square; then ceil(shape * imgsz / stride + pad) * stride.
@@ -171,16 +172,36 @@ class DetectionDataset(torch.utils.data.Dataset):
     # -- items ----------------------------------------------------------------------------------
 
     def __getitem__(self, i: int):
+        """One sample; a file that became unreadable since the scan never stops the epoch.
+
+        Training uses another random image instead (the batch stays full). Evaluation must not:
+        a substitute would carry its own image id, so one image would be scored twice and the lost
+        one not at all. It returns a grey placeholder with the lost image's own id and no labels
+        instead, so that image simply counts as missed.
+        """
         for attempt in range(MAX_RETRIES + 1):
             try:
                 return self.get_item(i)
             except Exception as e:
                 self.failures += 1
+                if not self.augment:
+                    LOGGER.warning("unreadable image: %s: %s; evaluated as a blank image",
+                                   self.records[i].path, e)
+                    return self.placeholder(i)
                 LOGGER.warning("unreadable image: %s: %s; using another image instead",
                                self.records[i].path, e)
                 if attempt == MAX_RETRIES:
                     raise
                 i = int(self.rng.integers(0, len(self)))
+
+    def placeholder(self, i: int):
+        """A grey (114) image of item i's batch shape, no labels, item i's own meta."""
+        rec = self.records[i]
+        h, w = tuple(self.batch_shapes[self.batch_index[i]]) if self.rect else (self.imgsz,) * 2
+        image = torch.full((3, int(h), int(w)), 114, dtype=torch.uint8)
+        meta = {"path": rec.path, "image_id": rec.image_id, "orig_shape": rec.shape,
+                "ratio_pad": ((1.0, 1.0), (0.0, 0.0)), "shape": (int(h), int(w))}
+        return image, torch.zeros((0, 5)), meta
 
     def get_item(self, i: int):
         rec = self.records[i]

@@ -4,7 +4,7 @@ Every augmentation in `augment.py` takes an image plus an `Instances` and return
 Boxes are absolute pixel `xyxy` (what geometric transforms want); polygon segments, when
 the dataset has them, are resampled to a fixed number of points per object so that the whole
 set is one `(n, points, 2)` array: mosaic shifts, affine warps and flips then act on all
-objects at once, with no Python loop over boxes (spec §4: the official pipeline resamples
+objects at once, with no Python loop over boxes (the official ``utils/dataloaders.py`` resamples
 every segment to 1000 points before `random_perspective` for the same reason).
 """
 
@@ -36,10 +36,6 @@ class Instances:
     def copy(self) -> Instances:
         segs = None if self.segments is None else self.segments.copy()
         return Instances(self.cls.copy(), self.boxes.copy(), segs)
-
-    def select(self, keep: np.ndarray) -> Instances:
-        segs = None if self.segments is None else self.segments[keep]
-        return Instances(self.cls[keep], self.boxes[keep], segs)
 
     def scale_shift(self, sx: float, sy: float, dx: float, dy: float) -> Instances:
         """x' = x * sx + dx, y' = y * sy + dy for boxes and segments (a new object)."""

@@ -1,7 +1,7 @@
 """`build_dataloader`: config + split -> torch DataLoader of `(images, targets, metas)` batches.
 
-Workers run the augmentation in parallel (spec §4 / users-and-performance B4: the loader is
-CPU-bound, mosaic decodes 4 JPEGs per sample). Each worker gets its own numpy Generator seeded
+Workers run the augmentation in parallel (the loader is CPU-bound: mosaic decodes 4 JPEGs per
+sample). Each worker gets its own numpy Generator seeded
 from the DataLoader's seeded torch generator. Building a loader with workers switches OpenCV
 to single-threaded mode in the calling process (`cv2.setNumThreads(0)`, process-wide), so
 that N workers use N cores and forked workers cannot inherit a broken OpenCV thread pool.
@@ -55,7 +55,8 @@ def build_dataloader(data_cfg, split: str, imgsz: int = 640, batch_size: int = 1
                      rect: bool | None = None, shuffle: bool | None = None, seed: int = 0,
                      hyp=None, pad: float | None = None, pin_memory: bool | None = None,
                      persistent_workers: bool = True, drop_last: bool = False,
-                     use_cache: bool = True) -> torch.utils.data.DataLoader:
+                     use_cache: bool = True, rank: int = 0, world_size: int = 1,
+                     shard_seed: int = 0) -> torch.utils.data.DataLoader:
     """DataLoader yielding `(images, targets, metas)`:
 
     - images: uint8 (B, 3, H, W) RGB (convert to float / 255 on the device);
@@ -64,6 +65,9 @@ def build_dataloader(data_cfg, split: str, imgsz: int = 640, batch_size: int = 1
 
     Training (`split="train"` by default): augment with the recipe, shuffle. Validation:
     `augment=False, rect=True, pad=0.5`, no shuffle (rect batches need the sorted order).
+
+    Under DDP (`world_size > 1`) each rank reads its own shard (`rank`) of one order that a
+    DistributedSampler draws from `shard_seed` (the same on every rank); `seed` stays per rank.
     """
     dataset = build_dataset(data_cfg, split, imgsz, augment, rect, batch_size, hyp, pad, seed,
                             use_cache)
@@ -76,11 +80,16 @@ def build_dataloader(data_cfg, split: str, imgsz: int = 640, batch_size: int = 1
         # it can hang in its first cv2 call. Single-threaded OpenCV (as the official code sets
         # globally) is also right here: the workers are the parallelism.
         cv2.setNumThreads(0)
+    sampler = None
+    if world_size > 1:  # one shard of the same (shuffled) order per rank
+        sampler = torch.utils.data.DistributedSampler(
+            dataset, world_size, rank, shuffle=shuffle, seed=shard_seed)
+        shuffle = False  # the sampler does it
     generator = torch.Generator().manual_seed(seed)
     if workers == 0:  # main process: seed the dataset's own generator directly
         dataset.rng = np.random.default_rng(seed)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+        dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, num_workers=workers,
         collate_fn=collate, pin_memory=torch.cuda.is_available() if pin_memory is None
         else pin_memory, persistent_workers=persistent_workers and workers > 0,
         worker_init_fn=seed_worker if workers > 0 else None, generator=generator,

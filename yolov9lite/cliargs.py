@@ -1,0 +1,268 @@
+"""One command-line convention for every ``yolov9lite`` command.
+
+Every command builds its parser here, so the common options have one spelling, one default and
+one help text, and every ``--help`` shows the defaults:
+
+* :func:`make_parser` -- an ``argparse`` parser whose help shows each default (and lists required
+  options as required);
+* ``add_*`` -- the shared options: ``--weights``, ``--img/--img-size``, ``--batch/--batch-size``
+  (the official repository's names are aliases), ``--device``, ``--project/--name``,
+  ``--conf/--iou/--max-det``;
+* :func:`increment_path` -- a new output folder per run: ``runs/predict/exp``, ``exp2``, ...;
+* :func:`refuse_overwrite` -- an output may never be one of the inputs;
+* :func:`run_cli` -- wraps a command's ``main(argv)``: bad input (``ValueError`` and its
+  subclasses, ``OSError``, checkpoint errors, YAML errors) and Ctrl-C end with one line
+  ``yolov9lite <cmd>: error: ...`` and exit code 2, never a traceback.
+
+How a command uses it (``train`` can do the same with its generated parser)::
+
+    @run_cli("yolov9lite predict")
+    def main(argv=None) -> int:
+        ap = make_parser("yolov9lite predict", main.__doc__)
+        add_weights(ap)
+        add_img(ap, 640)
+        add_project(ap, "runs/predict")
+        args = ap.parse_args(argv)
+        save_dir = increment_path(args.project, args.name, args.exist_ok)
+        ...
+
+Set ``YOLOV9LITE_TRACEBACK=1`` to get the full traceback of an error (for bug reports).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+class CliError(ValueError):
+    """Bad command-line input; the message names the flag or file and what to do."""
+
+
+# --------------------------------------------------------------------------- parser
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every default, once: skips ``None``/``False`` defaults and help that already says
+    "default"; keeps the description's line breaks (docstrings are written as paragraphs)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or "default" in text.lower() or action.required:
+            return text
+        if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def make_parser(prog: str, description: str | None = None, **kwargs) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with the shared help style; ``prog`` is e.g. ``"yolov9lite val"``."""
+    kwargs.setdefault("formatter_class", HelpFormatter)
+    return argparse.ArgumentParser(prog=prog, description=_dedent(description), **kwargs)
+
+
+def _dedent(text: str | None) -> str | None:
+    import inspect
+
+    return inspect.cleandoc(text) if text else text
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--img 0``, ``--batch -4`` are refused by the parser)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """argparse type: a number in [0, 1] (thresholds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def image_size(text: str) -> int:
+    """argparse type: an input size in pixels; 0, negatives and absurd sizes are refused."""
+    value = positive_int(text)
+    if value > 8192:
+        raise argparse.ArgumentTypeError(f"{value} pixels is larger than any supported input")
+    return value
+
+
+# --------------------------------------------------------------------------- shared options
+def add_weights(ap: argparse.ArgumentParser, required: bool = True, help: str | None = None):
+    ap.add_argument("--weights", required=required, default=None, metavar="PT", help=help or (
+        "checkpoint: ours (train/convert/deploy output) or an official YOLOv9/GELAN .pt"))
+
+
+def add_img(ap: argparse.ArgumentParser, default: int = 640, help: str | None = None):
+    ap.add_argument("--img", "--img-size", "--imgsz", dest="img", type=image_size, default=default,
+                    metavar="PIXELS", help=help or "input size: longest image side, in pixels")
+
+
+def add_batch(ap: argparse.ArgumentParser, default: int = 16, help: str | None = None):
+    ap.add_argument("--batch", "--batch-size", dest="batch", type=positive_int, default=default,
+                    metavar="N", help=help or "images per batch")
+
+
+def add_device(ap: argparse.ArgumentParser):
+    ap.add_argument("--device", default="auto",
+                    help="auto (a GPU if there is one), cpu, cuda, 0 (= cuda:0), cuda:1, mps")
+
+
+def add_nms(ap: argparse.ArgumentParser, conf: float, iou: float, max_det: int):
+    ap.add_argument("--conf", "--conf-thres", dest="conf", type=unit_float, default=conf,
+                    help="confidence threshold")
+    ap.add_argument("--iou", "--iou-thres", dest="iou", type=unit_float, default=iou,
+                    help="NMS IoU threshold")
+    ap.add_argument("--max-det", type=positive_int, default=max_det,
+                    help="most boxes kept per image")
+
+
+def add_project(ap: argparse.ArgumentParser, project: str, name: str = "exp"):
+    """``--project/--name/--exist-ok``: output goes to ``project/name``, or ``name2``, ``name3``...
+    when that exists (never into an earlier run's folder unless ``--exist-ok``)."""
+    ap.add_argument("--project", default=project, help="parent folder of the run folders")
+    ap.add_argument("--name", default=name,
+                    help="run folder name; exists already -> name2, name3, ...")
+    ap.add_argument("--exist-ok", action="store_true",
+                    help="reuse project/name if it exists instead of incrementing")
+
+
+def select_device(spec):
+    """The one device parser (:func:`yolov9lite.runtime.select_device`); its ValueError for an
+    unknown device or CUDA on a CPU machine becomes the one-line error of :func:`run_cli`."""
+    from .runtime import select_device as select
+
+    return select(spec)
+
+
+# --------------------------------------------------------------------------- outputs
+def increment_path(project: str | os.PathLike, name: str = "exp", exist_ok: bool = False,
+                   mkdir: bool = True) -> Path:
+    """``project/name`` if free (or ``exist_ok``), else the first free ``name2``, ``name3``, ...
+
+    The folder is created atomically (``mkdir`` without ``exist_ok``), so two runs started at the
+    same moment get different folders."""
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise CliError(f"--name {name!r}: must be a plain folder name (no '/')")
+    project = Path(project)
+    base = project / name
+    if exist_ok:
+        if mkdir:
+            base.mkdir(parents=True, exist_ok=True)
+        return base
+    for n in range(1, 10_000):
+        path = base if n == 1 else project / f"{name}{n}"
+        if path.exists():
+            continue
+        if not mkdir:
+            return path
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:  # another run took it a moment ago
+            continue
+        return path
+    raise CliError(f"--project {project}: 10,000 runs named {name!r} already; choose another --name")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_overwrite(output: str | os.PathLike, inputs, flag: str = "--out") -> Path:
+    """Raise :class:`CliError` if ``output`` is (or is inside, for folders) one of ``inputs``, or is
+    an existing directory when a file is wanted. Returns ``output`` as a Path."""
+    out = Path(output)
+    if out.is_dir():
+        raise CliError(f"{flag} {out} is an existing folder; give a file name")
+    for inp in inputs:
+        inp = Path(inp)
+        if out.resolve() == inp.resolve() or _same_file(out, inp):
+            raise CliError(f"{flag} {out} is the input file {inp}; choose another output name "
+                           "(inputs are never overwritten)")
+    return out
+
+
+def refuse_inside(folder: str | os.PathLike, sources, flag: str = "--project") -> None:
+    """Raise :class:`CliError` if the output ``folder`` is one of the ``sources`` folders or lies
+    inside one (annotated copies would land among the originals, or replace them)."""
+    out = Path(folder).resolve()
+    for src in sources:
+        src = Path(src).resolve()
+        root = src if src.is_dir() else src.parent
+        if out == root or (src.is_dir() and root in out.parents):
+            raise CliError(f"{flag} {folder} is inside the source {src}; write the results "
+                           "elsewhere (sources are never written to)")
+
+
+# --------------------------------------------------------------------------- errors
+def _known_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ValueError, OSError]
+    from .safe_pickle import CheckpointError  # its home; checkpoint.py imports this module
+
+    errors.append(CheckpointError)
+    try:
+        import yaml
+
+        errors.append(yaml.YAMLError)
+    except ImportError:  # pragma: no cover - pyyaml is a dependency
+        pass
+    return tuple(errors)
+
+
+def error_line(prog: str, err: BaseException) -> str:
+    """``yolov9lite <cmd>: error: <message>`` on one line."""
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, OSError) and err.strerror:  # "[Errno 2] ...: 'x'" -> "x: No such file ..."
+        text = f"{err.filename}: {err.strerror}" if err.filename is not None else err.strerror
+    text = " ".join(text.split())  # one line, whatever the message
+    return f"{prog}: error: {text}"
+
+
+def run_cli(prog: str, interrupted: str | Callable[[], str] = "interrupted"):
+    """Decorator for a command's ``main(argv) -> int``: known errors become one line + exit 2.
+
+    ``interrupted`` is the message for Ctrl-C (a string, or a function returning one, e.g.
+    ``"interrupted; resume with yolov9lite train --resume runs/train/exp/weights/last.pt"``).
+    Anything else (a bug) keeps its traceback. ``YOLOV9LITE_TRACEBACK=1`` re-raises everything.
+    """
+
+    def decorate(fn: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(fn)
+        def wrapper(argv: list[str] | None = None) -> int:
+            if os.environ.get("YOLOV9LITE_TRACEBACK"):
+                return fn(argv)
+            try:
+                return fn(argv)
+            except KeyboardInterrupt:
+                message = interrupted() if callable(interrupted) else interrupted
+                print(f"\n{prog}: {message}", file=sys.stderr)
+                return 2
+            except _known_errors() as err:
+                print(error_line(prog, err), file=sys.stderr)
+                return 2
+
+        wrapper.prog = prog
+        return wrapper
+
+    return decorate
+
+
+__all__ = [
+    "CliError", "HelpFormatter", "add_batch", "add_device", "add_img", "add_nms", "add_project",
+    "add_weights", "error_line", "image_size", "increment_path", "make_parser", "positive_int",
+    "refuse_inside", "refuse_overwrite", "run_cli", "select_device", "unit_float",
+]
