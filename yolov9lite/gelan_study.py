@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from . import models as _models
-from .paired import batch_order, held_out_loss
+from .paired import batch_order, held_out_loss, train_steps
 
 REFERENCE = "csp (2, 1)"  # the paper's choice: GELAN's CSP block, D_ELAN = 2, D_CSP = 1
 
@@ -78,19 +78,9 @@ def adamw_steps(model: nn.Module, batches, order, lr: float = 3e-3, weight_decay
     """AdamW on the training loss (:class:`yolov9lite.loss.DetectionLoss`, official x batch size;
     Adam is invariant to that scale), one step per entry of ``order``, gradient clipping at 10 as
     the official trainer does."""
-    from .loss import DetectionLoss
-
-    loss_fn = DetectionLoss(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    model.train()
-    for i in order:
-        images, targets = batches[i]
-        loss, _ = loss_fn(model(images), targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        opt.step()
-    return model
+    return train_steps(model, batches, order, max_grad_norm=max_grad_norm,
+                       optimizer=lambda params: torch.optim.AdamW(
+                           params, lr=lr, weight_decay=weight_decay))
 
 
 def paired_variant_runs(model: str, variants: dict[str, dict], seeds, train_batches, val_batches,

@@ -162,16 +162,19 @@ def batch_order(n_batches: int, steps: int, seed: int) -> list[int]:
 
 def train_steps(model, batches, order, lr: float = 0.01, momentum: float = 0.9,
                 lead_head_guided: bool = False, max_grad_norm: float = 10.0,
-                on_step: Callable | None = None):
+                on_step: Callable | None = None, optimizer: Callable | None = None):
     """Plain SGD (Nesterov) on the training loss (main + 0.25 auxiliary, :mod:`yolov9lite.loss`),
     one step per entry of ``order``; gradient clipping at 10 as the official trainer does.
-    The loss is the official one, x batch size; ``lr`` applies to it as in the recipe."""
+    The loss is the official one, x batch size; ``lr`` applies to it as in the recipe.
+    ``optimizer(params)`` replaces the SGD (``lr``/``momentum`` are then unused), e.g. AdamW in
+    :func:`yolov9lite.gelan_study.adamw_steps`."""
     import torch
 
     from .loss import DetectionLoss
 
     loss_fn = DetectionLoss(model, lead_head_guided=lead_head_guided)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0)
+    opt = (optimizer(model.parameters()) if optimizer is not None else
+           torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0))
     model.train()
     for step, i in enumerate(order):
         images, targets = batches[i]
