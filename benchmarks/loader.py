@@ -8,6 +8,9 @@ Also measures the floor: JPEG decoding alone (cv2.imread, one process) over the 
 A mosaic sample decodes 4 images, plus 4 more when MixUp fires (p=0.15), so the most a loader
 could deliver on `w` cores if decoding were the only cost is  w * decode_rate / 4.6.
 The ratio "loader / floor" says how much of the per-sample time goes into decoding.
+Last, the epoch boundary: time from `iter(loader)` to the first batch of epochs 2 and 3, with
+workers restarted every epoch and with persistent workers (`EpochSampler` carries the seeds,
+so both give the same batches; the test is tests/test_data_sampling.py).
 Timings are wall-clock for the loader and CPU time for the floor and the per-sample cost; on a
 shared machine compare them with the printed load average.
 """
@@ -60,6 +63,21 @@ def loader_rate(cfg, workers: int, batches: int, warmup: int = 2) -> float:
     return rate
 
 
+def epoch_start_seconds(cfg, workers: int, persistent: bool, epochs: int = 3) -> float:
+    """Mean seconds from `iter(loader)` to the first batch over epochs 2..`epochs`."""
+    loader = build_dataloader(cfg, "train", imgsz=640, batch_size=16, workers=workers,
+                              hyp=HYP_SCRATCH_HIGH, seed=0, persistent_workers=persistent)
+    waits = []
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)
+        start = time.perf_counter()
+        for k, _ in enumerate(loader):
+            if k == 0 and epoch > 0:  # epoch 1 starts the workers in both settings
+                waits.append(time.perf_counter() - start)
+    del loader  # ends persistent workers before the next setting
+    return sum(waits) / len(waits)
+
+
 def decode_rate(files: list[Path], seconds: float = 3.0) -> float:
     """Images decoded per CPU-second (CPU time, so other processes on the box matter less)."""
     cv2.setNumThreads(0)
@@ -106,6 +124,9 @@ def main():
         floor = workers * dec / decodes_per_sample
         print(f"loader 640, batch 16, full augmentation, workers={workers}: {rate:6.1f} img/s  "
               f"= {rate / floor:.2f} x the decode-only bound ({floor:.1f} img/s)")
+    restarted, persistent = (epoch_start_seconds(cfg, 2, p) for p in (False, True))
+    print(f"epoch start (iter -> first batch, epochs 2-3, workers=2): restarted workers "
+          f"{restarted:.3f} s, persistent {persistent:.3f} s ({restarted / persistent:.1f}x)")
 
 
 if __name__ == "__main__":

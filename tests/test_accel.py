@@ -224,3 +224,24 @@ def test_compile_for_inference_equals_eager_on_cpu():
         torch._dynamo.reset()
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
 
+
+
+def test_ema_multi_tensor_update_equals_the_per_tensor_loop(nano):
+    """``ModelEMA.update`` runs two ``_foreach`` kernels; each element sees the same arithmetic
+    as the official per-tensor ``v *= d; v += (1 - d) * x``, so the average is bit-identical."""
+    model = copy.deepcopy(nano)
+    ema = ModelEMA(model)
+    reference = copy.deepcopy(ema.module)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        with torch.no_grad():
+            for t in model.state_dict().values():
+                if t.dtype.is_floating_point:
+                    t.add_(torch.randn(t.shape, generator=g) * 0.01)
+        ema.update(model)
+        d, source = ema.current_decay(), model.state_dict()
+        for name, value in reference.state_dict().items():
+            if value.dtype.is_floating_point:
+                value.mul_(d).add_(source[name], alpha=1 - d)
+    pairs = zip(ema.module.state_dict().values(), reference.state_dict().values())
+    assert all(torch.equal(a, b) for a, b in pairs) and ema.updates == 3

@@ -2,6 +2,7 @@
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -89,6 +90,42 @@ def test_copy_paste_mirrors_free_objects_only():
     assert same is image and len(res) == 2
 
 
+def test_mosaic_canvas_equals_grey_fill_then_tiles():
+    """mosaic4 writes grey only where no tile lands; the canvas must equal the plain recipe:
+    fill all of it with 114, then paste the four (clipped) tiles."""
+    rng = np.random.default_rng(5)
+    s = 64
+    for trial in range(30):
+        shapes = [(int(h), int(w)) for h, w in rng.integers(1, s + 1, (4, 2))]
+        shapes[trial % 4] = (s, s)  # some tiles as large as allowed
+        images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+        labels = [Instances.empty() for _ in images]
+        canvas, _ = mosaic4(images, labels, s, np.random.default_rng(trial))
+        xc, yc = (int(v) for v in np.random.default_rng(trial).uniform(s / 2, 3 * s / 2, 2))
+        expected = np.full((2 * s, 2 * s, 3), 114, np.uint8)
+        for k, im in enumerate(images):
+            h, w = im.shape[:2]
+            x0, y0 = (xc - w if k in (0, 2) else xc), (yc - h if k in (0, 1) else yc)
+            for dy in range(h):  # pixel rows one by one: a plain, obviously right reference
+                y = y0 + dy
+                if 0 <= y < 2 * s:
+                    xs = np.arange(x0, x0 + w)
+                    keep = (xs >= 0) & (xs < 2 * s)
+                    expected[y, xs[keep]] = im[dy, keep]
+        assert np.array_equal(canvas, expected), trial
+
+
+def test_copy_paste_in_place_equals_copy():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (100, 200, 3), dtype=np.uint8)
+    inst = square_instances([[20, 10, 60, 30], [130, 60, 190, 95], [90, 40, 120, 80]])
+    copied, a = copy_paste(image, inst, 1.0, np.random.default_rng(0))
+    own = image.copy()
+    in_place, b = copy_paste(own, inst, 1.0, np.random.default_rng(0), inplace=True)
+    assert in_place is own and np.array_equal(in_place, copied) and len(a) == len(b) > 3
+    assert not np.array_equal(copied, image)  # something was pasted; the input kept
+
+
 def test_affine_without_segments_and_box_filter():
     image = np.zeros((100, 100, 3), np.uint8)
     inst = Instances(np.array([0, 1]), np.array([[10, 10, 50, 50], [0, 0, 2, 90]], np.float32))
@@ -105,6 +142,14 @@ def test_hsv_flip_mixup():
     b = augment_hsv(image, np.random.default_rng(5))
     assert a.dtype == np.uint8 and a.shape == image.shape and np.array_equal(a, b)
     assert not np.array_equal(a, image)
+    # the official recipe spelled out: per-channel LUTs in OpenCV's HSV, then back to BGR
+    r = np.random.default_rng(5).uniform(-1, 1, 3) * [0.015, 0.7, 0.4] + 1
+    x = np.arange(256, dtype=np.float32)
+    luts = [((x * r[0]) % 180).astype(np.uint8), np.clip(x * r[1], 0, 255).astype(np.uint8),
+            np.clip(x * r[2], 0, 255).astype(np.uint8)]
+    hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+    channels = [cv2.LUT(hsv[..., k].copy(), luts[k]) for k in range(3)]
+    assert np.array_equal(a, cv2.cvtColor(cv2.merge(channels), cv2.COLOR_HSV2BGR))
     inst = Instances(np.array([3]), np.array([[0, 4, 10, 20]], np.float32))
     flipped, fi = flip_lr(image, inst)
     assert np.array_equal(flipped, image[:, ::-1]) and np.allclose(fi.boxes, [[38, 4, 48, 20]])

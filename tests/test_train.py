@@ -110,6 +110,8 @@ def test_short_run_outputs(data_yaml, tmp_path):
     assert seen == [1, 2] and len(h) == 2
     assert {"train/box", "train/cls", "train/dfl", "lr/bias", "metrics/AP50", "fitness"} <= set(h[-1])
     assert h[0]["mosaic"] == 1 and h[1]["mosaic"] == 0  # close_mosaic=1: last epoch without
+    # workers=0: the loop builds every batch itself, so its wait for data is part of the epoch
+    assert all(0 < r["data_wait_s"] < r["epoch_time_s"] for r in h)
     for f in ("weights/last.pt", "weights/best.pt", "results.csv", "results.png", "args.yaml",
               "hyp.yaml", "labels.jpg", "train_batch0.jpg", "PR_curve.png", "F1_curve.png",
               "confusion_matrix.png"):  # the plots: plots.save_run_plots, final validation's
@@ -172,6 +174,23 @@ def test_resume_is_exact(data_yaml, tmp_path):
         assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
     assert ta["ema"]["updates"] == tb["ema"]["updates"] > 0
     assert [r["train/loss"] for r in straight] == [r["train/loss"] for r in resumed]
+
+
+def test_batches_and_resume_do_not_depend_on_workers(data_yaml, tmp_path):
+    """The data of an epoch is a function of (seed, epoch, index) (`data.EpochSampler`): 3 epochs
+    with 2 persistent worker processes == 1 epoch in this process, killed, resumed with 1
+    worker: the same losses and weights, bit for bit (CPU, deterministic)."""
+    kw = {"data": data_yaml, "epochs": 3, "batch_size": 4, "max_batches": 3,
+          "warmup_epochs": 0, "close_mosaic": 1, "val_interval": 0, "deterministic": True,
+          "project": tmp_path, **TINY}
+    straight = T.train(name="two_workers", **{**kw, "workers": 2})
+    with pytest.raises(_Stop):
+        T.train(name="killed", callbacks=_stop_after(1), **kw)
+    resumed = T.train(resume=tmp_path / "killed" / "weights" / "last.pt", **{**TINY, "workers": 1})
+    assert [r["train/loss"] for r in straight] == [r["train/loss"] for r in resumed]
+    a = torch.load(straight.last, weights_only=True)["state_dict"]
+    b = torch.load(resumed.last, weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _free_port() -> int:

@@ -17,8 +17,8 @@ models and presets               :mod:`~yolov9lite.models` (:func:`build_model`)
                                  :mod:`~yolov9lite.yolov7` (Table 6's YOLOv7-AF baseline)
 PGI (Sec. 4.1)                   :mod:`~yolov9lite.pgi`
 detection head, DFL, boxes       :mod:`~yolov9lite.head`, :mod:`~yolov9lite.boxes`
-deployment (aux removal)         :mod:`~yolov9lite.deploy` (:func:`deploy`; the package attribute
-                                 ``yolov9lite.deploy`` is that function), :mod:`~yolov9lite.export`
+deployment (aux removal)         :mod:`~yolov9lite.deployment` (:func:`deploy`),
+                                 :mod:`~yolov9lite.export`
 params / FLOPs                   :mod:`~yolov9lite.complexity` (:func:`profile`)
 assigner, loss (Sec. 5.1)        :mod:`~yolov9lite.assign`, :mod:`~yolov9lite.loss`
 data and augmentation            :mod:`~yolov9lite.data` (a package)
@@ -58,7 +58,7 @@ import importlib
 import pkgutil
 
 from .complexity import profile
-from .deploy import deploy
+from .deployment import deploy
 from .models import PRESETS, DetectionModel, ModelConfig, build_model, list_models
 
 __version__ = "0.1.0"

@@ -32,8 +32,8 @@ from .cliargs import (
     refuse_overwrite,
     run_cli,
 )
-from .deploy import deploy as deploy_model
-from .deploy import fuse
+from .deployment import deploy as deploy_model
+from .deployment import fuse
 from .models import PRESETS, DetectionModel, ModelConfig
 from .official import class_names, load_official, model_from_official
 from .safe_pickle import (
@@ -258,7 +258,7 @@ def load_model(path: str | os.PathLike, deploy: bool = True) -> DetectionModel:
     """Load our checkpoint or an official ``.pt``; return a ready model (eval mode, float32).
 
     With ``deploy=True`` (default, what ``predict`` and ``val`` use) the auxiliary branch is removed
-    and BatchNorm/RepConvN are fused (:func:`yolov9lite.deploy.deploy`); the outputs are those of
+    and BatchNorm/RepConvN are fused (:func:`yolov9lite.deployment.deploy`); the outputs are those of
     the main branch, so the detections are the same either way. ``model.names`` holds the class
     names.
     """

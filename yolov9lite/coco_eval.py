@@ -111,7 +111,7 @@ def _zero_metrics(cat_ids) -> dict:
     return out
 
 
-def _load_gt_dict(gt) -> dict:
+def load_gt_dict(gt) -> dict:
     """Ground truth as a dict: from a path, a dict, or a pycocotools-style COCO object."""
     if isinstance(gt, (str, Path)):
         with open(gt) as f:
@@ -160,7 +160,7 @@ def coco_metrics(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    gt_dict = _load_gt_dict(gt)
+    gt_dict = load_gt_dict(gt)
     cat_ids = sorted(c["id"] for c in gt_dict.get("categories", []))
     images = gt_dict.get("images", [])
     if img_ids is not None:
@@ -261,7 +261,7 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _category_ids(cfg: dict, gt_dict: dict) -> list[int]:
+def category_ids_for(cfg: dict, gt_dict: dict) -> list[int]:
     """Contiguous class index -> dataset category id (official ``coco80_to_coco91_class`` for COCO).
 
     Prefers the data config's ``category_ids``; else the ground truth's sorted category ids when
@@ -321,7 +321,7 @@ def evaluate(
     (ms per image for pre-processing, inference, and NMS + box scaling).
     """
     cfg, dataloader, gt_dict = _eval_inputs(data, dataloader, gt, imgsz, batch_size, workers)
-    cat_ids = _category_ids(cfg, gt_dict)
+    cat_ids = category_ids_for(cfg, gt_dict)
     device = select_device(device) if device is not None else _model_device(model)
     half = half and device.type == "cuda"  # FP16 convolutions are slow or missing on CPU
     records, image_ids, seconds = _detect_all(model, dataloader, device, half, cat_ids,
@@ -356,7 +356,7 @@ def _eval_inputs(data, dataloader, gt, imgsz: int, batch_size: int, workers: int
                                           augment=False, rect=True)
         if gt is None:
             gt = cfg["val_json"] if cfg.get("val_json") else dataset_to_coco(cfg, "val")
-    return cfg or {}, dataloader, _load_gt_dict(gt)
+    return cfg or {}, dataloader, load_gt_dict(gt)
 
 
 def _class_names(cfg: dict, cat_ids: list[int]) -> list[str]:

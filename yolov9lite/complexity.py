@@ -19,7 +19,7 @@ import copy
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .deploy import deploy
+from .deployment import deploy
 from .models import OFFICIAL_MODELS, build_model
 
 

@@ -235,8 +235,9 @@ def train_one_epoch(state: State, loader, plan: EpochPlan) -> dict:
     bar = tqdm(total=nb, disable=not (plan.dist_info.main and cfg.verbose), dynamic_ncols=True,
                desc=f"epoch {epoch + 1}/{cfg.epochs}", bar_format="{l_bar}{bar:12}{r_bar}")
     step_fn = step_function(state, plan)
+    wait = WaitClock()
     t0 = time.perf_counter()
-    for i, (images, targets, metas) in enumerate(loader):
+    for i, (images, targets, metas) in enumerate(wait.timed(loader)):
         if i >= nb:
             break
         ni = i + nb * epoch  # batches since the start of training
@@ -277,7 +278,29 @@ def train_one_epoch(state: State, loader, plan: EpochPlan) -> dict:
             f"epoch {epoch + 1}: no batch had a finite loss; training stopped; "
             f"{_kept(plan)}. Try a lower lr0, amp='off' (or 'bf16'), or check the data.")
     elapsed = time.perf_counter() - t0
-    return _epoch_record(state, plan, sums / n_ok, n_images, elapsed, compile_s)
+    record = _epoch_record(state, plan, sums / n_ok, n_images, elapsed, compile_s)
+    record["data_wait_s"] = wait.seconds
+    return record
+
+
+class WaitClock:
+    """Seconds the training loop spent waiting for the loader's next batch: the host-side
+    measure of "the GPU waits for data" (with an async device the host runs ahead, so a loop
+    that is not loader-bound waits ~0 s; a loader-bound one waits for most of the epoch)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def timed(self, iterable):
+        batches = iter(iterable)
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(batches)
+            except StopIteration:
+                return
+            self.seconds += time.perf_counter() - start
+            yield item
 
 
 def step_function(state: State, plan: EpochPlan):

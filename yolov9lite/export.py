@@ -63,7 +63,7 @@ def _deployed(model_or_weights) -> torch.nn.Module:
         return load_model(model_or_weights, deploy=True)
     model = model_or_weights
     if not getattr(model, "deployed", False) and hasattr(model, "cfg"):
-        from .deploy import deploy
+        from .deployment import deploy
 
         names = getattr(model, "names", None)
         model = deploy(model)

@@ -134,7 +134,7 @@ def deployed_counts(model: str, num_classes: int = 80, imgsz: int = 640, **knobs
     """``{"params", "gflops"}`` of the deployed (inference) model, the paper's columns; built on
     the meta device (shapes only) and counted by :func:`yolov9lite.complexity.profile`."""
     from .complexity import profile
-    from .deploy import deploy
+    from .deployment import deploy
 
     with torch.device("meta"):
         return profile(deploy(_models.build_model(model, num_classes=num_classes, **knobs)), imgsz)
@@ -152,7 +152,7 @@ def variant_costs(model: str, variants: dict[str, dict], latency_imgsz: int = 64
     """
     import statistics
 
-    from .deploy import deploy
+    from .deployment import deploy
     from .latency import measure_latency
 
     nets, rows = {}, {}

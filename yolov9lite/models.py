@@ -8,7 +8,7 @@ A model is three parts wired by :class:`DetectionModel`:
   through CBLinear/CBFuse links ("+DHLC", Table 6), a :class:`~yolov9lite.gelan.ReversibleBranch`;
 * a head from :mod:`yolov9lite.head` on (``P3``, ``P4``, ``P5``);
 * for YOLOv9 = GELAN + PGI, an auxiliary branch from :mod:`yolov9lite.pgi` and an auxiliary head,
-  used for training only. :func:`yolov9lite.deploy.deploy` removes them; :func:`main_branch_keys`
+  used for training only. :func:`yolov9lite.deployment.deploy` removes them; :func:`main_branch_keys`
   says which weights are which.
 
 Every size is a :class:`ModelConfig` preset in :data:`PRESETS`; the numbers are those of the

@@ -2,7 +2,7 @@
 
 PGI adds, for training only, an auxiliary branch plus an auxiliary head (the ``aux`` half of
 :class:`yolov9lite.head.DualDDetect`). Its loss sends extra, more complete gradient information
-into the main branch; at inference the branch is deleted (:func:`yolov9lite.deploy.deploy`), so
+into the main branch; at inference the branch is deleted (:func:`yolov9lite.deployment.deploy`), so
 it costs nothing there. Notebook ``04_pgi.ipynb`` compares the variants; notebook
 ``05_ablations.ipynb`` reproduces Tables 4 and 5 with them.
 

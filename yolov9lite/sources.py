@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .cliargs import CliError
+from .data.labels import IMAGE_SUFFIXES  # one list: what the dataset scan reads, we predict on
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 STREAM_PREFIXES = ("http://", "https://", "rtsp://", "rtmp://", "tcp://", "udp://")
 

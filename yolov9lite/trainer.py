@@ -105,7 +105,6 @@ from .runtime import (
 )
 from .trainsetup import (
     Run,
-    augmentation_seed,
     build_loaders,
     build_state,
     check_inputs,
@@ -302,7 +301,6 @@ def run_callbacks(callbacks: dict | None, event: str, *args) -> None:
 def run_training(run: Run) -> History:
     """Train the remaining epochs of ``run``, then close it; returns the history."""
     cfg, state = run.cfg, run.state
-    data_seed = augmentation_seed(cfg, run.plan.dist_info)
     run.plan.last_checkpoint = run.last
     while state.epoch < cfg.epochs:
         epoch = state.epoch
@@ -310,7 +308,7 @@ def run_training(run: Run) -> History:
         mosaic = epoch < cfg.epochs - cfg.close_mosaic
         if not mosaic and hasattr(dataset, "set_mosaic"):
             dataset.set_mosaic(False)  # close mosaic (also after a resume)
-        set_loader_epoch(run.train_loader, data_seed, epoch)
+        set_loader_epoch(run.train_loader, epoch)
         record = {"epoch": epoch + 1, "mosaic": int(mosaic and dataset.mosaic)
                   if hasattr(dataset, "mosaic") else None}
         record.update(train_one_epoch(state, run.train_loader, run.plan))

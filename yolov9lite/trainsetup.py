@@ -19,7 +19,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -115,9 +114,9 @@ def build_loaders(cfg: TrainConfig, data_cfg: dict, dist_info: DistInfo):
     """Training loader (augmented, shuffled; one shard per rank) and, on rank 0, the
     validation loader (rectangular letterboxed batches) with its COCO ground truth.
 
-    Training workers are not persistent: they are started again every epoch, so that the
-    per-epoch seeds of :func:`set_loader_epoch` reach them (a resume is then exact with any
-    number of workers). Starting a few forked workers costs well under a second per epoch.
+    Training workers persist across epochs: the per-epoch seeds travel with the indices
+    (`data.EpochSampler`), so a resume is exact with any number of workers and no epoch pays
+    for starting them again.
     """
     from .data import build_dataloader, dataset_to_coco
 
@@ -126,7 +125,7 @@ def build_loaders(cfg: TrainConfig, data_cfg: dict, dist_info: DistInfo):
         train_loader = build_dataloader(
             data_cfg, "train", cfg.imgsz, cfg.batch_size // dist_info.world_size, cfg.workers,
             augment=True, rect=False, shuffle=True, seed=augmentation_seed(cfg, dist_info),
-            hyp=hyp, persistent_workers=False, rank=dist_info.rank,
+            hyp=hyp, persistent_workers=True, rank=dist_info.rank,
             world_size=dist_info.world_size, shard_seed=cfg.seed)
         val_loader = gt = None
         if dist_info.main:
@@ -149,16 +148,11 @@ def augmentation_seed(cfg: TrainConfig, dist_info: DistInfo) -> int:
     return cfg.seed + 1 + dist_info.rank  # official init_seeds(seed + 1 + RANK): own augmentation
 
 
-def set_loader_epoch(loader, seed: int, epoch: int) -> None:
+def set_loader_epoch(loader, epoch: int) -> None:
     """Make this epoch's data order and augmentation a function of (seed, epoch) only, so a
-    resumed run sees exactly the batches the uninterrupted run would have seen."""
-    epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-    if hasattr(loader.sampler, "set_epoch"):
-        loader.sampler.set_epoch(epoch)  # DistributedSampler: its own seed + epoch
-    if loader.generator is not None:
-        loader.generator.manual_seed(epoch_seed)  # RandomSampler order and worker seeds
-    if loader.num_workers == 0 and hasattr(loader.dataset, "rng"):
-        loader.dataset.rng = np.random.default_rng(epoch_seed)  # augmentation in this process
+    resumed run sees exactly the batches the uninterrupted run would have seen. The seeds
+    were given to the loader's `EpochSampler` when it was built; call this before `iter`."""
+    loader.sampler.set_epoch(epoch)
 
 
 def build_state(cfg: TrainConfig, model: nn.Module, device: torch.device, dist_info: DistInfo,

@@ -27,10 +27,10 @@ from .cliargs import (
 from .coco_eval import (
     BACKENDS,
     METRIC_KEYS,
-    _category_ids,
-    _load_gt_dict,
+    category_ids_for,
     evaluate,
     format_coco_summary,
+    load_gt_dict,
     load_weights,
 )
 
@@ -107,7 +107,7 @@ def val_main(argv: list[str] | None = None) -> int:
     # one scan: the loader's dataset also gives the ground truth (no second pass over the labels)
     loader = build_dataloader(cfg, "val", args.img, args.batch, args.workers, augment=False,
                               rect=True)
-    gt_dict = _load_gt_dict(cfg["val_json"]) if cfg.get("val_json") else dataset_to_coco(
+    gt_dict = load_gt_dict(cfg["val_json"]) if cfg.get("val_json") else dataset_to_coco(
         loader.dataset)
     save_dir = increment_path(args.project, args.name, args.exist_ok)
     json_path = save_dir / "predictions.json" if args.save_json in (None, True) else Path(
@@ -120,7 +120,7 @@ def val_main(argv: list[str] | None = None) -> int:
     progress.close()
 
     print(format_coco_summary(metrics))
-    cat_ids = _category_ids(cfg, gt_dict)
+    cat_ids = category_ids_for(cfg, gt_dict)
     names = list(cfg["names"])
     rows = per_class_rows(metrics, gt_dict, cat_ids, names)
     width = max([len(r["class"]) for r in rows] + [5])

@@ -11,7 +11,7 @@ The yaml spells YOLOv7's blocks out layer by layer; here they are the classes
 :class:`~yolov9lite.blocks.ELAN7` (ELAN / ELAN-W), :class:`~yolov9lite.blocks.MPConv` and
 :class:`~yolov9lite.blocks.SPPCSPC`, in the same order and widths. The model has the interface of
 :class:`yolov9lite.models.DetectionModel` without PGI (train mode: 3 raw maps; eval mode:
-``(B, 4 + nc, A)``), so the loss, :func:`~yolov9lite.deploy.deploy` and
+``(B, 4 + nc, A)``), so the loss, :func:`~yolov9lite.deployment.deploy` and
 :func:`~yolov9lite.complexity.profile` work on it unchanged. It is a comparison baseline: our
 checkpoint format stores GELAN configs only, so it is not saved or loaded by ``checkpoint.py``.
 """

@@ -3,6 +3,7 @@
 - `load_data_config(data)`: dataset YAML / "synthetic" -> normalised config (config.py)
 - `make_synthetic(root, ...)`: offline COCO-format shapes dataset (synthetic.py)
 - `build_dataloader(cfg, split, ...)`: (images uint8, targets [i, c, cx, cy, w, h], metas)
+- `EpochSampler`: order and per-sample seeds from (seed, epoch, index) (sampling.py)
 - `DetectionDataset`, `collate` (dataset.py); `ImageRecord`, `ScanReport` (records.py)
 - scanning: YOLO layout and `load_records` (labels.py), COCO JSON (coco_json.py), image and
   label checks (checks.py), the safe .npz label cache (cache.py)
@@ -36,6 +37,7 @@ from .draw import draw_batch
 from .instances import Instances
 from .loader import build_dataloader, build_dataset
 from .records import ImageRecord, ScanReport
+from .sampling import EpochSampler
 from .synthetic import SYNTHETIC_NAMES, make_synthetic
 
 
@@ -64,6 +66,7 @@ __all__ = [
     "SYNTHETIC_NAMES",
     "DataConfigError",
     "DetectionDataset",
+    "EpochSampler",
     "Hyp",
     "ImageRecord",
     "Instances",

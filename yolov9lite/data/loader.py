@@ -1,10 +1,12 @@
 """`build_dataloader`: config + split -> torch DataLoader of `(images, targets, metas)` batches.
 
 Workers run the augmentation in parallel (the loader is CPU-bound: mosaic decodes 4 JPEGs per
-sample). Each worker gets its own numpy Generator seeded
-from the DataLoader's seeded torch generator. Building a loader with workers switches OpenCV
-to single-threaded mode in the calling process (`cv2.setNumThreads(0)`, process-wide), so
-that N workers use N cores and forked workers cannot inherit a broken OpenCV thread pool.
+sample). Augmenting and shuffled loaders draw their order and every sample's augmentation
+seed from `EpochSampler` (sampling.py): a batch is a function of (seed, epoch, index),
+whichever worker builds it, so workers can persist across epochs and a resume is exact with
+any worker count. Building a loader with workers switches OpenCV to single-threaded mode in
+the calling process (`cv2.setNumThreads(0)`, process-wide), so that N workers use N cores and
+forked workers cannot inherit a broken OpenCV thread pool.
 
 Close mosaic: `loader.dataset.set_mosaic(False)` writes a flag in shared memory that persistent
 workers read on every item, so no rebuild is needed; only the batches already prefetched
@@ -22,6 +24,7 @@ import torch
 from .config import load_data_config, split_source
 from .dataset import DetectionDataset, collate
 from .labels import load_records
+from .sampling import EpochSampler
 
 
 def default_workers() -> int:
@@ -56,7 +59,7 @@ def build_dataloader(data_cfg, split: str, imgsz: int = 640, batch_size: int = 1
                      hyp=None, pad: float | None = None, pin_memory: bool | None = None,
                      persistent_workers: bool = True, drop_last: bool = False,
                      use_cache: bool = True, rank: int = 0, world_size: int = 1,
-                     shard_seed: int = 0) -> torch.utils.data.DataLoader:
+                     shard_seed: int | None = None) -> torch.utils.data.DataLoader:
     """DataLoader yielding `(images, targets, metas)`:
 
     - images: uint8 (B, 3, H, W) RGB (convert to float / 255 on the device);
@@ -66,8 +69,11 @@ def build_dataloader(data_cfg, split: str, imgsz: int = 640, batch_size: int = 1
     Training (`split="train"` by default): augment with the recipe, shuffle. Validation:
     `augment=False, rect=True, pad=0.5`, no shuffle (rect batches need the sorted order).
 
-    Under DDP (`world_size > 1`) each rank reads its own shard (`rank`) of one order that a
-    DistributedSampler draws from `shard_seed` (the same on every rank); `seed` stays per rank.
+    Augmenting or shuffled loaders use `EpochSampler`: the order comes from
+    `(shard_seed, epoch)` (`shard_seed` defaults to `seed`), each sample's augmentation from
+    `(seed, epoch, index)`; call `loader.sampler.set_epoch(epoch)` before each epoch (without
+    it the epoch counts up per iteration). Under DDP (`world_size > 1`) each rank reads its own
+    shard (`rank`) of that one order; `seed` stays per rank.
     """
     dataset = build_dataset(data_cfg, split, imgsz, augment, rect, batch_size, hyp, pad, seed,
                             use_cache)
@@ -81,9 +87,9 @@ def build_dataloader(data_cfg, split: str, imgsz: int = 640, batch_size: int = 1
         # globally) is also right here: the workers are the parallelism.
         cv2.setNumThreads(0)
     sampler = None
-    if world_size > 1:  # one shard of the same (shuffled) order per rank
-        sampler = torch.utils.data.DistributedSampler(
-            dataset, world_size, rank, shuffle=shuffle, seed=shard_seed)
+    if dataset.augment or shuffle or world_size > 1:  # keys carry the seeds; a shard per rank
+        shard_seed = seed if shard_seed is None else shard_seed
+        sampler = EpochSampler(len(dataset), shuffle, seed, shard_seed, rank, world_size)
         shuffle = False  # the sampler does it
     generator = torch.Generator().manual_seed(seed)
     if workers == 0:  # main process: seed the dataset's own generator directly
