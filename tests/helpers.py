@@ -1,5 +1,9 @@
 """Small helpers shared by several test modules (imported as ``from helpers import ...``; pytest
 puts this folder on ``sys.path``)."""
+import json
+import subprocess
+import sys
+
 import torch
 
 SYNC_METHODS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero")
@@ -32,3 +36,28 @@ def count_host_syncs(monkeypatch) -> list[str]:
             return _original(self, *args, **kwargs)
         monkeypatch.setattr(torch.Tensor, name, spy)
     return calls
+
+
+_CLI_CASES_SCRIPT = """
+import contextlib, io, json, sys
+from yolov9lite.cli import main
+report = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    report.append([argv, code, err.getvalue()])
+print(json.dumps(report))
+"""
+
+
+def run_cli_cases(argvs: list[list[str]], cwd) -> list[tuple[list[str], int, str]]:
+    """Each argv through ``yolov9lite.cli.main`` (the console script), all in one fresh process:
+    ``[(argv, exit code, stderr), ...]``."""
+    out = subprocess.run([sys.executable, "-c", _CLI_CASES_SCRIPT, json.dumps(argvs)],
+                         capture_output=True, text=True, timeout=300, check=False, cwd=cwd)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return [tuple(r) for r in json.loads(out.stdout.splitlines()[-1])]

@@ -2,11 +2,8 @@
 a traceback; new run folders; outputs never over inputs."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
+from helpers import run_cli_cases
 
 from yolov9lite.cliargs import (
     CliError,
@@ -73,21 +70,6 @@ def test_outputs_never_replace_inputs(tmp_path):
     refuse_inside(tmp_path / "runs", [tmp_path / "imgs"])
 
 
-_CASES = """
-import contextlib, io, json, sys
-from yolov9lite.cli import main
-cases = json.loads(sys.argv[1])
-report = []
-for argv in cases:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    report.append([argv, code, err.getvalue()])
-print(json.dumps(report))
-"""
 
 
 def test_bad_input_through_the_console_entry_point(tmp_path):
@@ -111,10 +93,7 @@ def test_bad_input_through_the_console_entry_point(tmp_path):
         ["convert", w, w],
         ["convert", w, d],
     ]
-    out = subprocess.run([sys.executable, "-c", _CASES, json.dumps(cases)], capture_output=True,
-                         text=True, timeout=300, check=False, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    for argv, code, err in json.loads(out.stdout.splitlines()[-1]):
+    for argv, code, err in run_cli_cases(cases, cwd=tmp_path):
         where = f"yolov9lite {' '.join(argv)} -> {code}: {err}"
         assert code == 2 and "Traceback" not in err, where
         last = err.strip().splitlines()[-1]

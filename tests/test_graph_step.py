@@ -24,12 +24,7 @@ from yolov9lite.runtime import DistInfo
 RTOL = 1e-9
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class PoisonedLoss(DetectionLoss):

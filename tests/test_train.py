@@ -33,14 +33,7 @@ TINY = {"model": "gelan-nano", "imgsz": 64, "workers": 0, "tensorboard": False,
         "plots": False, "verbose": False, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine OpenMP threads
-    spinning against each other made these runs ~3x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ near 0.00-0.01 as at epochs 5-10 of the calibration run.
 from __future__ import annotations
 
 import pytest
-import torch
 
 import yolov9lite.trainer as T
 from yolov9lite.data import make_synthetic
@@ -31,17 +30,13 @@ MAP50_THRESHOLD = 0.15  # observed 0.251 (see the module docstring)
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_gelan_nano_learns_synthetic_shapes_on_cpu(tmp_path):
     data = make_synthetic(tmp_path / "data", num_train=128, num_val=32, imgsz=160, seed=0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        history = T.train(model="gelan-nano", data=str(data), epochs=24, batch_size=16,
-                          nominal_batch=16, imgsz=160, device="cpu", workers=1, close_mosaic=10,
-                          val_interval=12, seed=0, project=tmp_path, name="converge",
-                          tensorboard=False, plots=True, verbose=False)
-    finally:
-        torch.set_num_threads(threads)
+    history = T.train(model="gelan-nano", data=str(data), epochs=24, batch_size=16,
+                      nominal_batch=16, imgsz=160, device="cpu", workers=1, close_mosaic=10,
+                      val_interval=12, seed=0, project=tmp_path, name="converge",
+                      tensorboard=False, plots=True, verbose=False)
 
     first, last = history[0], history[-1]
     # the loss curves go down: every part, and the total by more than a third

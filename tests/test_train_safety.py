@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import run_cli_cases
 
 import yolov9lite.trainer as T
 from yolov9lite.config import TrainConfig, TrainError
@@ -30,12 +31,7 @@ TINY = {"model": "gelan-nano", "imgsz": 64, "workers": 0, "tensorboard": False, 
         "warmup_epochs": 0, "close_mosaic": 0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only fight over the 2 CI cores
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -216,20 +212,6 @@ def test_config_validation_names_the_flag():
 
 
 # --------------------------------------------------------------------------- one line, exit 2
-_CASES = """
-import contextlib, io, json, sys
-from yolov9lite.cli import main
-report = []
-for argv in json.loads(sys.argv[1]):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    report.append([argv, code, err.getvalue()])
-print(json.dumps(report))
-"""
 
 
 def test_bad_training_input_is_one_line_through_the_console_entry_point(run_copy, tmp_path):
@@ -264,10 +246,7 @@ def test_bad_training_input_is_one_line_through_the_console_entry_point(run_copy
         ("--resume", str(last), "--epochs", "100"): "--epochs 100",  # = default, but given
     }
     argvs = [base + list(tail) for tail in cases]
-    out = subprocess.run([sys.executable, "-c", _CASES, json.dumps(argvs)], capture_output=True,
-                         text=True, timeout=300, check=False, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    for (argv, code, err), named in zip(json.loads(out.stdout.splitlines()[-1]), cases.values()):
+    for (argv, code, err), named in zip(run_cli_cases(argvs, cwd=tmp_path), cases.values()):
         where = f"yolov9lite {' '.join(argv)} -> {code}: {err}"
         lines = err.strip().splitlines()
         assert code == 2 and "Traceback" not in err and len(lines) == 1, where

@@ -60,38 +60,38 @@ def load_data_config(data) -> dict:
     return normalise(raw, str(yaml_path), yaml_path.resolve().parent)
 
 
-def read_yaml_file(path: Path):
-    """Parsed YAML; a file that is unreadable, not UTF-8 or not valid YAML raises
-    DataConfigError naming the file and, for syntax errors, the line and column."""
+def _read_text_file(path: Path, parse, syntax_errors, describe):
+    """``parse(file)`` of a UTF-8 text file; every failure becomes one DataConfigError naming
+    the file: unreadable, not UTF-8, or a syntax error (``describe(err)`` says where)."""
     try:
         with open(path, encoding="utf-8-sig") as f:
-            return yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise DataConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+            return parse(f)
+    except syntax_errors as e:
+        raise DataConfigError(f"{path}: {describe(e)}") from None
     except UnicodeDecodeError as e:
         raise DataConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") \
             from None
     except OSError as e:
         raise DataConfigError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"not valid YAML{where}: {getattr(e, 'problem', None) or str(e).splitlines()[0]}"
+
+
+def read_yaml_file(path: Path):
+    """Parsed YAML; a file that is unreadable, not UTF-8 or not valid YAML raises
+    DataConfigError naming the file and, for syntax errors, the line and column."""
+    return _read_text_file(path, yaml.safe_load, yaml.YAMLError, _yaml_problem)
 
 
 def read_json_file(path: Path):
     """Parsed JSON; a file that is unreadable, not UTF-8 or not valid JSON raises
     DataConfigError naming the file and, for syntax errors, the line and column."""
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataConfigError(f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: "
-                              f"{e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise DataConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") \
-            from None
-    except OSError as e:
-        raise DataConfigError(f"{path}: cannot read ({e.strerror or e})") from None
+    return _read_text_file(path, json.load, json.JSONDecodeError, lambda e: (
+        f"not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"))
 
 
 def normalise(raw: dict, source: str, base: Path) -> dict:
