@@ -84,6 +84,13 @@ def targets_for(batch: int, boxes: int = 8, seed: int = 0) -> torch.Tensor:
     return torch.tensor(rows)
 
 
+def random_images(batch: int, img: int, device, dtype=torch.float32,
+                  channels_last: bool = False) -> torch.Tensor:
+    """A batch of uniform noise images, NCHW or channels-last."""
+    x = torch.rand(batch, 3, img, img, device=device, dtype=dtype)
+    return x.to(memory_format=torch.channels_last) if channels_last else x
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -150,9 +157,7 @@ def official_train_row(off, name: str, batch: int, img: int, device, channels_la
     opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.937, nesterov=True)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    x = torch.rand(batch, 3, img, img, device=device)
-    if channels_last:
-        x = x.to(memory_format=torch.channels_last)
+    x = random_images(batch, img, device, channels_last=channels_last)
     tg = targets_for(batch).to(device)
 
     def step():
@@ -192,9 +197,7 @@ def ours_train_row(name: str, batch: int, img: int, device, variant: str, warm: 
     opt = build_optimizer(model, 0.01, 0.937, 5e-4, fused=fast)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     loss_fn = DetectionLoss(model)
-    x = torch.rand(batch, 3, img, img, device=device)
-    if fast:
-        x = x.to(memory_format=torch.channels_last)
+    x = random_images(batch, img, device, channels_last=fast)
     tg = targets_for(batch)  # on the CPU, as the training loop passes them: padding costs no device sync
     s = State(model=model, net=net, optimizer=opt, scaler=scaler,
               ema=ModelEMA(model) if full_step or graph else None)
@@ -273,9 +276,7 @@ def infer_rows(name: str, batches, img: int, device, off, warm: int, n_for, grap
     fmt = "cl" if channels_last else "nchw"
     rows = []
     for batch in batches:
-        x = torch.rand(batch, 3, img, img, device=device, dtype=dtype)
-        if channels_last:
-            x = x.to(memory_format=torch.channels_last)
+        x = random_images(batch, img, device, dtype, channels_last)
         base = {"section": "infer", "model": name, "batch": batch}
         reset_memory(device)
         dt = time_calls(partial(model, x), device, warm, n_for(batch))
@@ -311,8 +312,7 @@ def compiled_rows(name: str, batches, img: int, device, warm: int, n_for, mode: 
     model, dtype = deployed_cl(name, device)
     rows = []
     for batch in batches:
-        x = torch.rand(batch, 3, img, img, device=device, dtype=dtype)
-        x = x.to(memory_format=torch.channels_last)
+        x = random_images(batch, img, device, dtype, channels_last=True)
         reset_memory(device)
         runner, compile_s = compile_for_inference(model, x, mode=mode)
         dt = time_calls(partial(runner, x), device, warm, n_for(batch))
@@ -333,8 +333,7 @@ def nms_rows(name: str, batches, img: int, device, warm: int, n_for) -> list[dic
     model, dtype = deployed_cl(name, device)
     rows = []
     for batch in batches:
-        x = torch.rand(batch, 3, img, img, device=device, dtype=dtype)
-        x = x.to(memory_format=torch.channels_last)
+        x = random_images(batch, img, device, dtype, channels_last=True)
         reset_memory(device)
         runner = CudaGraphRunner(EndToEnd(model), x)
         dt = time_calls(partial(runner, x), device, warm, n_for(batch))

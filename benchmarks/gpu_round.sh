@@ -9,7 +9,7 @@
 #
 # Stages (each under a hard time cap, so that one slow stage cannot eat the round; a capped or
 # failed stage leaves its unfinished rows in the table as "not run: ..."; rows finished before a
-# cap are kept; the caps add up to 470 s):
+# cap are kept; the caps add up to 480 s):
 #   train          bench_gpu.py: yolov9-s b64, yolov9-c b32; official, official cl, ours plain,
 #                  ours fast, ours graph (the static-shape step, CUDA graph)          cap 120 s
 #   compile        bench_gpu.py: ours compile (torch.compile of the model), yolov9-s b64;
@@ -22,7 +22,8 @@
 #   precision      precision.py: bf16 and fp16+scaler gradients vs float32, yolov9-s
 #                  b64 at 640                                                          cap  30 s
 #   e2e            train_e2e.py: 2048 distinct 640-px JPEGs, yolov9-s b64, 16 workers,
-#                  ours and the official train_dual.py, last of 2 epochs               cap  90 s
+#                  ours, the official train_dual.py, then ours with the image cache;
+#                  last of 2 epochs                                                    cap 100 s
 # Options: --official DIR (a checkout of github.com/WongKinYiu/yolov9, git-ignored, e.g.
 # third_party/yolov9), --out DIR (default runs/gpu_round/<UTC time>), --write FILE (where the
 # table goes; default benchmarks/README.md, with --smoke OUT/table.md), --smoke.
@@ -66,7 +67,7 @@ if [[ $SMOKE == 1 ]]; then
   export OMP_NUM_THREADS=1
   COMMON=(--smoke --device cpu --threads 1)
   TRAIN_MODELS=yolov9-nano:2; COMPILE_MODELS=yolov9-nano:2; INFER_MODELS=gelan-nano:1,2
-  PRECISION=(--smoke); E2E=(--smoke)
+  PRECISION=(--smoke); E2E=(--smoke --cached)
 else
   PLAN=full
   WRITE=${WRITE:-benchmarks/README.md}
@@ -75,7 +76,7 @@ else
   COMMON=()
   TRAIN_MODELS=yolov9-s:64,yolov9-c:32; COMPILE_MODELS=yolov9-s:64; INFER_MODELS=gelan-s:1,32,gelan-c:1,32
   PRECISION=(--model yolov9-s --batch 64 --img 640)
-  E2E=(--n 2048 --model yolov9-s --batch 64 --img 640 --workers 16)
+  E2E=(--n 2048 --model yolov9-s --batch 64 --img 640 --workers 16 --cached)
 fi
 mkdir -p "$OUT" || die "--out $OUT: cannot create it"
 : > "$OUT/stages.jsonl"
@@ -128,7 +129,7 @@ else
     --infer-models gelan-s:1,gelan-c:1 --json "$OUT/infer_compile.json"
 fi
 stage precision 30 "$PY" benchmarks/precision.py "${PRECISION[@]}" --json "$OUT/precision.json"
-stage e2e 90 "$PY" benchmarks/train_e2e.py "${E2E[@]}" ${OFF_E2E[@]+"${OFF_E2E[@]}"} \
+stage e2e 100 "$PY" benchmarks/train_e2e.py "${E2E[@]}" ${OFF_E2E[@]+"${OFF_E2E[@]}"} \
   --out "$OUT/e2e" --json "$OUT/e2e.json"
 
 CMD="bash benchmarks/gpu_round.sh"

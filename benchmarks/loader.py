@@ -8,6 +8,8 @@ Also measures the floor: JPEG decoding alone (cv2.imread, one process) over the 
 A mosaic sample decodes 4 images, plus 4 more when MixUp fires (p=0.15), so the most a loader
 could deliver on `w` cores if decoding were the only cost is  w * decode_rate / 4.6.
 The ratio "loader / floor" says how much of the per-sample time goes into decoding.
+Then the image cache (``cache_images=True``): the same per-sample CPU time and 2-worker loader
+rate with decoded, resized images read from the shared memory map instead of decoded again.
 Last, the epoch boundary: time from `iter(loader)` to the first batch of epochs 2 and 3, with
 workers restarted every epoch and with persistent workers (`EpochSampler` carries the seeds,
 so both give the same batches; the test is tests/test_data_sampling.py).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -42,9 +45,10 @@ def data_config(target: str | None):
     return target
 
 
-def loader_rate(cfg, workers: int, batches: int, warmup: int = 2) -> float:
+def loader_rate(cfg, workers: int, batches: int, warmup: int = 2,
+                cache_images: bool = False) -> float:
     loader = build_dataloader(cfg, "train", imgsz=640, batch_size=16, workers=workers,
-                              hyp=HYP_SCRATCH_HIGH, seed=0)
+                              hyp=HYP_SCRATCH_HIGH, seed=0, cache_images=cache_images)
 
     def endless():  # a small set may hold fewer batches than we time
         while True:
@@ -88,16 +92,46 @@ def decode_rate(files: list[Path], seconds: float = 3.0) -> float:
     return n / (time.process_time() - start)
 
 
-def sample_cpu_ms(cfg, samples: int = 64) -> float:
+def sample_cpu_ms(cfg, samples: int = 64, cache_images: bool = False) -> float:
     """CPU milliseconds per augmented 640 sample in this process (no workers, no IPC)."""
     from yolov9lite.data import build_dataset
-    ds = build_dataset(cfg, "train", imgsz=640, hyp=HYP_SCRATCH_HIGH)
+    ds = build_dataset(cfg, "train", imgsz=640, hyp=HYP_SCRATCH_HIGH, cache_images=cache_images)
     for i in range(4):
         ds[i]
     start = time.process_time()
     for i in range(samples):
         ds[i % len(ds)]
     return (time.process_time() - start) / samples * 1000
+
+
+def image_cache_rows(cfg, batches: int, rounds: int = 2) -> None:
+    """Per-sample CPU time and 2-worker loader rate with and without the image cache
+    (imagecache.py), alternating, the cache built first in a throwaway folder."""
+    folder = tempfile.mkdtemp(prefix="yolov9lite-imagecache-")
+    previous = os.environ.get("YOLOV9LITE_CACHE_DIR")
+    os.environ["YOLOV9LITE_CACHE_DIR"] = folder
+    try:
+        start = time.perf_counter()
+        sample_cpu_ms(cfg, samples=1, cache_images=True)  # builds it
+        build_s = time.perf_counter() - start
+        ms = {False: [], True: []}
+        rate = {False: [], True: []}
+        for _ in range(rounds):
+            for cached in (False, True):
+                ms[cached].append(sample_cpu_ms(cfg, cache_images=cached))
+                rate[cached].append(loader_rate(cfg, 2, batches, cache_images=cached))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("YOLOV9LITE_CACHE_DIR")
+        else:
+            os.environ["YOLOV9LITE_CACHE_DIR"] = previous
+    best = {k: (min(ms[k]), max(rate[k])) for k in ms}  # best of the rounds: least disturbed
+    print(f"image cache (built in {build_s:.1f} s): one augmented sample "
+          f"{best[True][0]:.1f} CPU ms vs {best[False][0]:.1f} decoding "
+          f"({best[False][0] / best[True][0]:.2f}x); loader workers=2: {best[True][1]:.1f} vs "
+          f"{best[False][1]:.1f} img/s ({best[True][1] / best[False][1]:.2f}x); best of "
+          f"{rounds} alternating rounds")
 
 
 def main():
@@ -124,6 +158,7 @@ def main():
         floor = workers * dec / decodes_per_sample
         print(f"loader 640, batch 16, full augmentation, workers={workers}: {rate:6.1f} img/s  "
               f"= {rate / floor:.2f} x the decode-only bound ({floor:.1f} img/s)")
+    image_cache_rows(cfg, args.batches)
     restarted, persistent = (epoch_start_seconds(cfg, 2, p) for p in (False, True))
     print(f"epoch start (iter -> first batch, epochs 2-3, workers=2): restarted workers "
           f"{restarted:.3f} s, persistent {persistent:.3f} s ({restarted / persistent:.1f}x)")

@@ -27,7 +27,7 @@ INFER_VARIANTS = ("official eager nchw", "official graph nchw", "ours eager nchw
                   "ours graph nchw", "ours eager cl", "ours graph cl", "ours compiled graph cl",
                   "ours graph cl + nms")
 PRECISION_VARIANTS = ("bf16 vs fp32", "fp16+scaler vs fp32")
-E2E_VARIANTS = ("official train_dual.py", "ours")
+E2E_VARIANTS = ("official train_dual.py", "ours", "ours + image cache")
 
 # (section, model, batch, variants) of every row of a round; gpu_round.sh passes these sizes
 ROUND = {

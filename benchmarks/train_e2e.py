@@ -20,6 +20,7 @@ Examples::
     python benchmarks/train_e2e.py --n 2048 --model yolov9-s --batch 64 --workers 16 \\
         --official third_party/yolov9 --json runs/gpu_round/e2e.json
     python benchmarks/train_e2e.py ... --set graph_step=true --set compile=true   # our options
+    python benchmarks/train_e2e.py ... --cached         # and a row with the image cache
 
 The official code runs in a child process (``--official-child``, internal) with the stand-ins
 it needs offline (``--write-support DIR`` writes them: a font and stub modules; gpu_round.sh
@@ -246,6 +247,9 @@ def parse_args(argv=None):
                     "(git-ignored, e.g. third_party/yolov9): also run its train_dual.py")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra TrainConfig option of ours, e.g. --set compile=true")
+    ap.add_argument("--cached", action="store_true", help="also run ours with the image cache "
+                    "(cache_images=true; built before epoch 1, in OUT/image-cache unless "
+                    "YOLOV9LITE_CACHE_DIR is set), after the official run")
     ap.add_argument("--out", default="runs/train_e2e", help="run folders and logs")
     ap.add_argument("--json", default=None, help="also write the rows here")
     ap.add_argument("--smoke", action="store_true", help="CPU, seconds: gelan-nano, 16 images "
@@ -311,9 +315,21 @@ def main(argv=None) -> list[dict]:
     if args.official:
         rows.insert(0, {**base, "variant": "official train_dual.py",
                         **run_official(args.official, yaml_path, args)})
-        if "img_per_s" in rows[0]:
-            rows[1]["ratio"] = rows[1]["img_per_s"] / rows[0]["img_per_s"]
         save(rows)
+    if args.cached:  # last: a round cut by its time cap keeps the official row
+        os.environ.setdefault("YOLOV9LITE_CACHE_DIR", str((args.out / "image-cache").resolve()))
+        row = {**base, "variant": "ours + image cache",
+               **run_ours(yaml_path, args, {**extra, "cache_images": True})}
+        # the official run is not given its own --cache: its row decodes every epoch
+        row["notes"] += "; images from the cache (the official row decodes each epoch)"
+        rows.append(row)
+        save(rows)
+    official = next((r for r in rows if r["variant"].startswith("official")
+                     and r.get("img_per_s")), None)
+    for r in rows:
+        if official is not None and r is not official and "img_per_s" in r:
+            r["ratio"] = r["img_per_s"] / official["img_per_s"]
+    save(rows)
     print(f"\nend to end, {args.model}, batch {args.batch}, {args.img} px, {args.workers} "
           f"workers, {n_train} distinct images, epoch {args.epochs} of {args.epochs} timed:")
     for r in rows:

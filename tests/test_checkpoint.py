@@ -261,6 +261,25 @@ def test_our_format_roundtrip_weights_only(tmp_path):
         save_checkpoint(tmp_path / "x.pt", ref, state_dict={})
 
 
+def test_baseline_without_knobs_roundtrips(tmp_path):
+    """Table 6's yolov7-af has no ModelConfig: it is stored by name and rebuilt from it."""
+    ref = reference_model("yolov7-af", 2)
+    with torch.no_grad():
+        expected = ref(image())
+    path = save_checkpoint(tmp_path / "y7.pt", ref)
+    ckpt = load_checkpoint(path)
+    assert ckpt["config"] == {"baseline": "yolov7-af"} and ckpt["model_name"] == "yolov7-af"
+    model = model_from_checkpoint(ckpt)
+    assert type(model) is type(ref) and model.nc == 2
+    assert deploy_main(["--weights", str(path), "--out", str(tmp_path / "dep.pt")]) == 0
+    with torch.no_grad():
+        assert torch.equal(model(image()), expected)
+        assert rel_err(load_model(tmp_path / "dep.pt")(image()), expected) <= 1e-4
+    ckpt["config"] = {"baseline": "yolov5"}
+    with pytest.raises(CheckpointError, match="unknown baseline"):
+        model_from_checkpoint(ckpt)
+
+
 def test_deployed_checkpoint_roundtrip(tmp_path):
     ref = reference_model("yolov9-nano", 4)
     with torch.no_grad():

@@ -12,14 +12,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import round_table  # a benchmarks/ script, not part of the package
+import precision_curve  # benchmarks/ scripts, not part of the package
+import round_table
 
 sys.path.remove(str(ROOT / "benchmarks"))
 
 # rows a CPU can measure: they must carry a number, not a reason
 MEASURED_ON_CPU = {("train", "ours plain"), ("train", "ours fast"), ("train", "ours graph"),
                    ("infer", "ours eager nchw"), ("precision", "bf16 vs fp32"),
-                   ("precision", "fp16+scaler vs fp32"), ("e2e", "ours")}
+                   ("precision", "fp16+scaler vs fp32"), ("e2e", "ours"),
+                   ("e2e", "ours + image cache")}
 
 
 def table_rows(text: str) -> list[list[str]]:
@@ -68,3 +70,18 @@ def test_table_goes_between_the_markers(tmp_path):
     text = readme.read_text()
     assert text.startswith("# Benchmarks\n\nintro\n") and text.count(round_table.BEGIN) == 1
     assert "second" in text and "first" not in text
+
+
+def test_precision_curve_smoke_pairs_runs_and_measures_seed_noise(tmp_path):
+    """The paired design: the low-precision run shares weights and batches with the reference
+    (its loss curve stays close), the control does not (another seed), and the verdict is the
+    rule applied to the two distances."""
+    result = precision_curve.main(["--smoke", "--out", str(tmp_path), "--json",
+                                   str(tmp_path / "r.json")])
+    ref, low, control = result["runs"]
+    assert (ref["amp"], low["amp"], control["amp"]) == ("off", "bf16", "off")
+    assert len(ref["loss"]) == len(low["loss"]) == len(control["loss"]) == 2
+    assert result["distance_bf16"] < result["distance_control"]
+    assert result["verdict"].startswith("bf16 reproduces")
+    assert json.loads((tmp_path / "r.json").read_text())["verdict"] == result["verdict"]
+    assert precision_curve.verdict(0.2, 0.1).startswith("differs")

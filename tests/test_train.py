@@ -11,12 +11,14 @@ import os
 import socket
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 import yolov9lite.trainer as T
 from yolov9lite import build_model
+from yolov9lite.checkpoint import load_model
 from yolov9lite.config import TrainConfig, TrainError
 from yolov9lite.data import make_synthetic
 from yolov9lite.optim import (
@@ -167,6 +169,20 @@ def test_resume_is_exact(data_yaml, tmp_path):
         assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
     assert ta["ema"]["updates"] == tb["ema"]["updates"] > 0
     assert [r["train/loss"] for r in straight] == [r["train/loss"] for r in resumed]
+
+
+def test_baseline_model_trains_saves_and_resumes(data_yaml, tmp_path):
+    """Table 6's yolov7-af (no ModelConfig) through the whole loop: checkpoint, resume, load."""
+    kw = {"data": data_yaml, "epochs": 2, "batch_size": 2, "max_batches": 1,
+          "warmup_epochs": 0, "val_interval": 0, "project": tmp_path,
+          **TINY, "model": "yolov7-af"}
+    with pytest.raises(_Stop):
+        T.train(name="y7", callbacks=_stop_after(1), **kw)
+    machine = {k: v for k, v in TINY.items() if k != "model"}
+    resumed = T.train(resume=tmp_path / "y7" / "weights" / "last.pt", **machine)
+    assert len(resumed) == 2 and all(np.isfinite(r["train/loss"]) for r in resumed)
+    model = load_model(resumed.last)
+    assert model.name == "yolov7-af" and model.nc == 6
 
 
 def test_batches_and_resume_do_not_depend_on_workers(data_yaml, tmp_path):

@@ -34,7 +34,7 @@ from .cliargs import (
 )
 from .deployment import deploy as deploy_model
 from .deployment import fuse
-from .models import PRESETS, DetectionModel, ModelConfig
+from .models import BASELINES, PRESETS, DetectionModel, ModelConfig
 from .official import class_names, load_official, model_from_official
 from .safe_pickle import (
     MAX_CLASSES,
@@ -102,11 +102,28 @@ def _check_like(name: str, value, reference) -> None:
                               f"of the wrong kind (expected like {reference!r})")
 
 
-def config_from_dict(d: dict) -> ModelConfig:
-    """Inverse of ``_plain(dataclasses.asdict(cfg))``, checked: lists back to the tuples of
-    ModelConfig, every field of the kind and within the bounds of a real model."""
+def config_of(model) -> dict:
+    """What a checkpoint stores to rebuild ``model``: its ModelConfig as plain types, or
+    ``{"baseline": name}`` for a model without knobs (Table 6's ``yolov7-af``)."""
+    cfg = getattr(model, "cfg", None)
+    if isinstance(cfg, ModelConfig):
+        return _plain(dataclasses.asdict(cfg))
+    name = next((k for k, cls in BASELINES.items() if type(model) is cls), None)
+    if name is None:
+        raise ValueError(f"cannot store a {type(model).__name__}: not a yolov9lite model")
+    return {"baseline": name}
+
+
+def config_from_dict(d: dict) -> ModelConfig | str:
+    """Inverse of :func:`config_of`, checked: lists back to the tuples of ModelConfig, every
+    field of the kind and within the bounds of a real model; a baseline's name as a string."""
     if not isinstance(d, dict):
         raise CheckpointError(f"model config must be a dict, got {type(d).__name__}")
+    if set(d) == {"baseline"}:
+        if d["baseline"] not in BASELINES:
+            raise CheckpointError(f"unknown baseline model {d['baseline']!r:.40} (known: "
+                                  f"{', '.join(BASELINES)})")
+        return d["baseline"]
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = set(d) - fields
     if unknown:
@@ -167,7 +184,7 @@ def save_checkpoint(path: str | os.PathLike, model: DetectionModel, names=None, 
              for k, v in model.state_dict().items()}
     ckpt = {
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "model_name": model.name,
-        "config": _plain(dataclasses.asdict(model.cfg)), "nc": model.nc, "names": names,
+        "config": config_of(model), "nc": model.nc, "names": names,
         "deployed": bool(getattr(model, "deployed", False)), "state_dict": state, **extra,
     }
     return atomic_save(ckpt, path)
@@ -198,7 +215,10 @@ def _model_skeleton(ckpt: dict, device: str | torch.device) -> DetectionModel:
         raise CheckpointError(f"nc = {nc!r:.40} is out of range (1 to {MAX_CLASSES})")
     try:
         with torch.device(device):
-            model = DetectionModel(cfg, nc, name=str(ckpt.get("model_name", "custom"))[:100])
+            if isinstance(cfg, str):  # a baseline (Table 6's yolov7-af): no knobs
+                model = BASELINES[cfg](nc, name=cfg)
+            else:
+                model = DetectionModel(cfg, nc, name=str(ckpt.get("model_name", "custom"))[:100])
             if ckpt.get("deployed"):  # fused weights: give the model the fused key layout
                 model.eval()
                 fuse(model)
@@ -226,7 +246,7 @@ def _check_state_matches(state, model: DetectionModel) -> None:
     check_tensor_sizes(state)
 
 
-def check_model_fits(ckpt: dict) -> ModelConfig:
+def check_model_fits(ckpt: dict) -> ModelConfig | str:
     """The checkpoint's model config, after every check that needs no real model: fields and
     ``nc`` within bounds, and the stored tensors exactly the keys and shapes of that model
     (compared on a shape-only, meta-device model), each backed by its own stored bytes.

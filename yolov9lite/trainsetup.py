@@ -25,7 +25,7 @@ from torch import nn
 from .accel import prepare_model, setup_backends
 from .config import LOSS_GAINS, TrainConfig, TrainError
 from .engine import EpochPlan, State
-from .models import PRESETS, build_model
+from .models import BASELINES, PRESETS, build_model
 from .optim import ModelEMA, build_optimizer, scaled_weight_decay
 from .runtime import DistInfo
 
@@ -98,11 +98,14 @@ def check_resumed_model(cfg: TrainConfig, nc, checkpoint: dict) -> None:
         stored = check_model_fits(checkpoint)
     except CheckpointError as err:
         raise TrainError(f"resume checkpoint {cfg.resume}: {err}") from err
-    preset = PRESETS.get(str(cfg.model).lower())
+    key = str(cfg.model).lower()
+    preset = PRESETS.get(key)
     try:
         wanted = preset.replace(**(cfg.model_kwargs or {})) if preset is not None else None
     except TypeError:  # an unknown model option
         wanted = None
+    if key in BASELINES and not cfg.model_kwargs:  # a baseline is stored by its name
+        wanted = key
     if wanted != stored or nc != checkpoint.get("nc"):
         raise TrainError(f"resume checkpoint {cfg.resume}: its saved settings (model "
                          f"{cfg.model!r:.40}, model_kwargs {cfg.model_kwargs!r:.80}, {nc!r:.20} "
@@ -126,12 +129,12 @@ def build_loaders(cfg: TrainConfig, data_cfg: dict, dist_info: DistInfo):
             data_cfg, "train", cfg.imgsz, cfg.batch_size // dist_info.world_size, cfg.workers,
             augment=True, rect=False, shuffle=True, seed=augmentation_seed(cfg, dist_info),
             hyp=hyp, persistent_workers=True, rank=dist_info.rank,
-            world_size=dist_info.world_size, shard_seed=cfg.seed)
+            world_size=dist_info.world_size, shard_seed=cfg.seed, cache_images=cfg.cache_images)
         val_loader = gt = None
         if dist_info.main:
             val_loader = build_dataloader(data_cfg, "val", cfg.imgsz, cfg.batch_size * 2,
                                           cfg.workers, augment=False, rect=True, shuffle=False,
-                                          seed=cfg.seed)
+                                          seed=cfg.seed, cache_images=cfg.cache_images)
             gt = data_cfg["val_json"] if data_cfg.get("val_json") else dataset_to_coco(data_cfg,
                                                                                       "val")
     except (OSError, ValueError, KeyError) as err:

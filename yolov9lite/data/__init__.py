@@ -7,6 +7,7 @@
 - `DetectionDataset`, `collate` (dataset.py); `ImageRecord`, `ScanReport` (records.py)
 - scanning: YOLO layout and `load_records` (labels.py), COCO JSON (coco_json.py), image and
   label checks (checks.py), the safe .npz label cache (cache.py)
+- the image cache: decoded, resized images in one shared memory map (imagecache.py)
 - augmentations, one function each: `mosaic4`, `copy_paste`, `random_affine`, `mixup`,
   `augment_hsv`, `flip_lr`, `flip_ud`, `letterbox` (augment.py); `HYP_SCRATCH_HIGH`
 - `dataset_to_coco(cfg_or_dataset, split)`: ground truth as a COCO dict (coco_export.py)

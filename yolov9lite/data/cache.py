@@ -134,14 +134,14 @@ def decode_cache(npz) -> tuple[list[ImageRecord], ScanReport]:
     return records, report
 
 
-def check_members(path: Path) -> None:
-    """The zip holds exactly our members, uncompressed, each a plain-dtype .npy whose header
+def check_members(path: Path, members: dict = CACHE_ARRAYS) -> None:
+    """The zip holds exactly our `members` (name -> dtype, trailing shape), uncompressed, each a plain-dtype .npy whose header
     declares exactly the bytes that follow it: nothing is allocated for a size the file
     does not have, and no object (pickle) array is ever reached."""
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()
-        if sorted(i.filename for i in infos) != sorted(f"{k}.npy" for k in CACHE_ARRAYS):
-            raise CacheError("not a yolov9lite label cache (unexpected contents)")
+        if sorted(i.filename for i in infos) != sorted(f"{k}.npy" for k in members):
+            raise CacheError("not a yolov9lite cache (unexpected contents)")
         for info in infos:
             if info.compress_type != zipfile.ZIP_STORED:
                 raise CacheError(f"member {info.filename} is compressed")

@@ -11,6 +11,9 @@ batch is a function of (seed, epoch, index) only: the same with any number of wo
 persistent or restarted, and after a resume. The mosaic switch lives in shared memory, so
 `set_mosaic(False)` reaches persistent worker processes too (batches already prefetched keep
 the old setting).
+
+With `build_dataset(..., cache_images=True)` the decoded, resized images come from the image
+cache (imagecache.py), which stores exactly what :func:`load_resized` returns.
 """
 
 from __future__ import annotations
@@ -46,6 +49,22 @@ def read_image_bgr(path: str, reduce: int = 1) -> np.ndarray:
     with Image.open(path) as im:
         rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     return np.ascontiguousarray(rgb[..., ::-1])
+
+
+def load_resized(record: ImageRecord, imgsz: int, training: bool) -> np.ndarray:
+    """An image with its longest side resized to `imgsz`, BGR (official ``load_image``).
+
+    Training may enlarge, and decodes big JPEGs at 1/2, 1/4, 1/8 size while that is still
+    >= imgsz; evaluation shrinks with INTER_AREA (it averages instead of aliasing). The image
+    cache (imagecache.py) stores exactly this function's output."""
+    h0, w0 = record.shape
+    reduce = 1
+    if training:
+        while reduce < 8 and max(h0, w0) / (reduce * 2) >= imgsz:
+            reduce *= 2
+    image = read_image_bgr(record.path, reduce)
+    image, _ = A.resize_longest(image, imgsz, area_when_shrinking=not training)
+    return image
 
 
 def rect_batch_shapes(shapes_hw: np.ndarray, batch_size: int, imgsz: int, stride: int = 32,
@@ -102,6 +121,7 @@ class DetectionDataset(torch.utils.data.Dataset):
             self.batch_shapes = rect_batch_shapes(shapes, batch_size, imgsz, stride, pad)
             self.batch_index = np.arange(len(records)) // batch_size
         self.records = records
+        self.image_cache = None  # an imagecache.ImageCache of self.records, or None
 
     # -- close-mosaic switch -------------------------------------------------------------------
 
@@ -119,17 +139,14 @@ class DetectionDataset(torch.utils.data.Dataset):
     # -- loading --------------------------------------------------------------------------------
 
     def load_image(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
-        """Image i with its longest side resized to imgsz (training may enlarge; validation uses
-        INTER_AREA when shrinking). Returns (BGR image, original (h0, w0))."""
+        """Image i with its longest side resized to imgsz (:func:`load_resized`), from the
+        image cache when one is attached (then a read-only view into it: copy before drawing
+        on it). Returns (BGR image, original (h0, w0))."""
         rec = self.records[i]
-        h0, w0 = rec.shape
-        reduce = 1
-        if self.augment:  # decode big JPEGs at 1/2, 1/4, 1/8 size when that is still >= imgsz
-            while reduce < 8 and max(h0, w0) / (reduce * 2) >= self.imgsz:
-                reduce *= 2
-        image = read_image_bgr(rec.path, reduce)
-        image, _ = A.resize_longest(image, self.imgsz, area_when_shrinking=not self.augment)
-        return image, (h0, w0)
+        image = self.image_cache.get(i) if self.image_cache is not None else None
+        if image is None:
+            image = load_resized(rec, self.imgsz, training=self.augment)
+        return image, rec.shape
 
     def load_instances(self, i: int, width: float, height: float, pad=(0.0, 0.0),
                        with_segments: bool = False) -> Instances:

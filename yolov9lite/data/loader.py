@@ -23,6 +23,7 @@ import torch
 
 from .config import load_data_config, split_source
 from .dataset import DetectionDataset, collate
+from .imagecache import open_image_cache
 from .labels import load_records
 from .sampling import EpochSampler
 
@@ -39,9 +40,12 @@ def seed_worker(worker_id: int) -> None:
 
 def build_dataset(data_cfg, split: str, imgsz: int = 640, augment: bool | None = None,
                   rect: bool | None = None, batch_size: int = 16, hyp=None, pad: float | None = None,
-                  seed: int = 0, use_cache: bool = True) -> DetectionDataset:
+                  seed: int = 0, use_cache: bool = True,
+                  cache_images: bool = False) -> DetectionDataset:
     """Scan a split (cached) and wrap it in a DetectionDataset. Defaults: training split
-    augments with mosaic; other splits are validation-style (rect batches, pad 0.5)."""
+    augments with mosaic; other splits are validation-style (rect batches, pad 0.5).
+    `cache_images`: decode and resize every image once into the shared image cache
+    (imagecache.py); the batches stay bit-identical."""
     cfg = load_data_config(data_cfg)
     augment = (split == "train") if augment is None else augment
     rect = (not augment) if rect is None else rect
@@ -50,6 +54,9 @@ def build_dataset(data_cfg, split: str, imgsz: int = 640, augment: bool | None =
     dataset = DetectionDataset(records, cfg["names"], imgsz=imgsz, augment=augment, hyp=hyp,
                                rect=rect, batch_size=batch_size, pad=pad, seed=seed, name=split)
     dataset.category_ids = cfg["category_ids"]  # for dataset_to_coco and evaluation
+    if cache_images:
+        dataset.image_cache = open_image_cache(dataset.records, imgsz, training=augment,
+                                               name=split)
     return dataset
 
 
@@ -59,7 +66,8 @@ def build_dataloader(data_cfg, split: str, imgsz: int = 640, batch_size: int = 1
                      hyp=None, pad: float | None = None, pin_memory: bool | None = None,
                      persistent_workers: bool = True, drop_last: bool = False,
                      use_cache: bool = True, rank: int = 0, world_size: int = 1,
-                     shard_seed: int | None = None) -> torch.utils.data.DataLoader:
+                     shard_seed: int | None = None,
+                     cache_images: bool = False) -> torch.utils.data.DataLoader:
     """DataLoader yielding `(images, targets, metas)`:
 
     - images: uint8 (B, 3, H, W) RGB (convert to float / 255 on the device);
@@ -74,9 +82,13 @@ def build_dataloader(data_cfg, split: str, imgsz: int = 640, batch_size: int = 1
     `(seed, epoch, index)`; call `loader.sampler.set_epoch(epoch)` before each epoch (without
     it the epoch counts up per iteration). Under DDP (`world_size > 1`) each rank reads its own
     shard (`rank`) of that one order; `seed` stays per rank.
+
+    `cache_images=True` reads decoded, resized images from the image cache (built on first
+    use, shared by all workers through one memory map; imagecache.py) instead of decoding them
+    every time: the same batches for less CPU per sample.
     """
     dataset = build_dataset(data_cfg, split, imgsz, augment, rect, batch_size, hyp, pad, seed,
-                            use_cache)
+                            use_cache, cache_images)
     workers = default_workers() if workers is None else workers
     shuffle = (dataset.augment and not dataset.rect) if shuffle is None else shuffle
     if shuffle and dataset.rect:
