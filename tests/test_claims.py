@@ -52,6 +52,19 @@ def test_verdict_rules():
         C.verdict_sign(0, 1, "up")
 
 
+def test_margin_against_the_paper_keeps_small_reversals_inconclusive():
+    assert C.verdict_sign(-0.5, -0.1, "positive", margin=0.2, against=0.2) == "inconclusive"
+    assert C.verdict_sign(-0.5, -0.3, "positive", margin=0.2, against=0.2) == "contradicts"
+    assert C.verdict_sign(0.1, 0.5, "negative", margin=0.2, against=0.2) == "inconclusive"
+    assert C.verdict_sign(0.3, 0.5, "negative", margin=0.2, against=0.2) == "contradicts"
+    assert C.rule_sign("positive", 0.2, 0.2) == ("supports if the interval lies above +0.2; "
+                                                 "contradicts if it lies below -0.2; "
+                                                 "inconclusive otherwise")
+    # without margins the rule reads as before (committed ledgers keep their text)
+    assert C.rule_sign("positive") == ("supports if the interval lies above 0; contradicts if "
+                                       "it lies below 0; inconclusive otherwise")
+
+
 def test_constructors_compute_the_verdict():
     c = C.paired_claim("05.x", "PGI helps", "Table 4", "loss diff", [0.2, 0.3, 0.25, 0.31],
                        "positive", "seeds", "default")
@@ -61,6 +74,13 @@ def test_constructors_compute_the_verdict():
     t = C.threshold_claim("05.z", "p", "w", "m", [0.9, 1.0, 0.95], 0.5, "above", "seeds",
                           "default", method="t")
     assert t.verdict == "supports" and t.ci_method == "t interval"
+    pt = C.paired_claim("03.x", "p", "w", "m", [0.2, 0.3, 0.25, 0.31], "positive", "seeds",
+                        "default", method="t", margin=0.1, against=0.1)
+    assert pt.ci_method == "t interval" and pt.verdict == "supports"
+    assert (pt.estimate, *pt.ci) == pytest.approx(C.t_interval([0.2, 0.3, 0.25, 0.31]), abs=1e-6)
+    with pytest.raises(ValueError, match="method"):
+        C.paired_claim("03.y", "p", "w", "m", [0.2, 0.3], "positive", "seeds", "default",
+                       method="jackknife")
     with pytest.raises(ValueError):
         C.Claim("05.q", "p", "w", "m", 0, (0, 1), "t", 3, "seeds", "r", "maybe", "default")
 

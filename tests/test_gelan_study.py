@@ -2,6 +2,8 @@
 differences with the paper's sign, deterministic runs."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +58,37 @@ def test_paired_runs_are_deterministic_and_start_equal(tmp_path):
     assert [r["loss"] for r in runs[0]] == [r["loss"] for r in runs[1]]
     assert {r["variant"] for r in runs[0]} == set(variants)
     assert runs[0][1]["shared"] == 1.0 and runs[0][0]["shared"] < 1.0
+
+
+def test_jitter_moves_weights_by_rounding_size_and_leaves_the_global_rng():
+    torch.manual_seed(0)
+    model = build_model("gelan-nano", num_classes=3)
+    twin = copy.deepcopy(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    state = torch.random.get_rng_state()
+    gs.jitter_weights(model, gs.JITTER, seed=3)
+    assert torch.equal(state, torch.random.get_rng_state())
+    rel = torch.cat([((p.detach() - b) / b).flatten() for p, b in zip(model.parameters(), before)
+                     if b.abs().min() > 0.01])  # skip near-zero weights: rounding dominates there
+    assert 0.5e-6 < float(rel.std()) < 2e-6
+    gs.jitter_weights(twin, gs.JITTER, seed=3)  # the same seed jitters the same way
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), twin.parameters()))
+
+
+def test_noise_control_is_the_reference_with_jittered_weights(tmp_path):
+    from yolov9lite.data import load_data_config, make_synthetic
+    from yolov9lite.paired import cached_batches
+
+    torch.set_num_threads(1)
+    cfg = load_data_config(str(make_synthetic(tmp_path / "d", num_train=8, num_val=4, imgsz=64,
+                                              seed=0)))
+    train, val = cached_batches(cfg, "train", 64, 4), cached_batches(cfg, "val", 64, 4)
+    variants = {gs.REFERENCE: gs.BLOCK_VARIANTS[gs.REFERENCE], **gs.JITTER_CONTROL}
+    rows = gs.paired_variant_runs("gelan-nano", variants, [0], train, val, int(cfg["nc"]), steps=1)
+    ref, jit = rows
+    assert jit["variant"] == gs.JITTER_LABEL and jit["shared"] == 1.0
+    assert jit["loss"] != ref["loss"] and jit["loss"] == pytest.approx(ref["loss"], rel=1e-2)
+    assert "init_jitter" in gs.JITTER_CONTROL[gs.JITTER_LABEL]  # the caller's dict is not consumed
 
 
 def test_deployed_counts_are_the_paper_columns():

@@ -18,9 +18,12 @@ adds ``claims/`` under it. :func:`write_summary` gathers every ``claims/*.json``
 ``figures/claims.md``.
 
 Machines: the JSON records the machine it ran on (:func:`machine_info`), and its numbers may differ
-in the last digits between machines (CPU floating point). Verdicts must not: every verdict rule
-has a margin or an interval far from its boundary, and ``tests/test_claims_stable.py`` reruns the
-notebooks with another ``seed_offset`` and asserts identical verdicts.
+in the last digits between machines (CPU floating point: other vector units sum in other orders;
+``machine.simd`` records the paths used). Verdicts must not: ``tests/test_claims_stable.py`` reruns
+the notebooks with another ``seed_offset``, and at the committed seeds on an emulated CPU without
+AVX, and asserts identical verdicts. Small runs amplify rounding (notebook 03's noise control), so a
+rule needs a margin, or an interval far from its boundary, to pass; the test lists the known
+exceptions.
 
 Statistics are plain numpy (no scipy): the percentile bootstrap, Student's t interval and the
 exact (Clopper-Pearson) binomial interval; the last two need quantiles of the t and beta
@@ -226,22 +229,28 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float, 
 
 # --- verdict rules ---------------------------------------------------------------------------------
 
-def verdict_sign(lo: float, hi: float, expect: str = "positive", margin: float = 0.0) -> str:
+def verdict_sign(lo: float, hi: float, expect: str = "positive", margin: float = 0.0,
+                 against: float = 0.0) -> str:
     """supports: the whole interval lies beyond ``margin`` on the paper's side of 0;
-    contradicts: the whole interval lies on the other side of 0; inconclusive otherwise."""
+    contradicts: the whole interval lies beyond ``against`` on the other side of 0;
+    inconclusive otherwise. A margin on both sides keeps a difference too small to matter (or
+    to survive another CPU's rounding, see ``tests/test_claims_stable.py``) inconclusive."""
     if expect == "positive":
-        return "supports" if lo > margin else "contradicts" if hi < 0 else "inconclusive"
+        return "supports" if lo > margin else "contradicts" if hi < -against else "inconclusive"
     if expect == "negative":
-        return "supports" if hi < -margin else "contradicts" if lo > 0 else "inconclusive"
+        return "supports" if hi < -margin else "contradicts" if lo > against else "inconclusive"
     raise ValueError(f"expect must be 'positive' or 'negative', got {expect!r}")
 
 
-def rule_sign(expect: str, margin: float = 0.0) -> str:
-    side = "above" if expect == "positive" else "below"
-    edge = f"{'+' if expect == 'positive' else '-'}{fmt(margin)}" if margin else "0"
-    other = "below" if expect == "positive" else "above"
-    return (f"supports if the interval lies {side} {edge}; contradicts if it lies {other} 0; "
-            "inconclusive otherwise")
+def _signed(value: float, sign: str) -> str:
+    return f"{sign}{fmt(value)}" if value else "0"
+
+
+def rule_sign(expect: str, margin: float = 0.0, against: float = 0.0) -> str:
+    paper, other = ("+", "-") if expect == "positive" else ("-", "+")
+    side, other_side = ("above", "below") if expect == "positive" else ("below", "above")
+    return (f"supports if the interval lies {side} {_signed(margin, paper)}; contradicts if it "
+            f"lies {other_side} {_signed(against, other)}; inconclusive otherwise")
 
 
 def verdict_threshold(lo: float, hi: float, threshold: float, expect: str = "above") -> str:
@@ -262,16 +271,29 @@ def rule_threshold(threshold: float, expect: str) -> str:
 
 # --- constructors: estimate, interval and verdict in one call ---------------------------------------
 
+def mean_interval(values: np.ndarray, method: str = "bootstrap", n_boot: int = 10_000,
+                  seed: int = 0) -> tuple[tuple[float, float, float], str]:
+    """``((estimate, lo, hi), method name)`` for the mean of ``values``: the percentile bootstrap
+    (``"bootstrap"``) or Student's t (``"t"``; for a handful of values, where the bootstrap's
+    interval comes out too narrow)."""
+    if method == "t":
+        return t_interval(values), T_METHOD
+    if method == "bootstrap":
+        return paired_bootstrap(values, n_boot=n_boot, seed=seed), BOOTSTRAP_METHOD.format(n=n_boot)
+    raise ValueError(f"method must be 'bootstrap' or 't', got {method!r}")
+
+
 def paired_claim(id: str, paper: str, where: str, metric: str, diffs, expect: str, n_unit: str,
                  scale: str, margin: float = 0.0, seed: int = 0, kind: str = "claim",
-                 n_boot: int = 10_000) -> Claim:
-    """A claim about the mean of paired differences (``expect`` = the paper's sign), with a
-    percentile-bootstrap interval and :func:`verdict_sign`."""
+                 n_boot: int = 10_000, method: str = "bootstrap", against: float = 0.0) -> Claim:
+    """A claim about the mean of paired differences (``expect`` = the paper's sign): interval by
+    :func:`mean_interval` (``method``), verdict by :func:`verdict_sign` with ``margin`` on the
+    paper's side and ``against`` on the other."""
     d = np.asarray(diffs, dtype=np.float64).ravel()
-    est, lo, hi = paired_bootstrap(d, n_boot=n_boot, seed=seed)
-    return Claim(id, paper, where, metric, est, (lo, hi), BOOTSTRAP_METHOD.format(n=n_boot),
-                 int(d.size), n_unit, rule_sign(expect, margin),
-                 verdict_sign(lo, hi, expect, margin), scale, kind)
+    (est, lo, hi), how = mean_interval(d, method, n_boot, seed)
+    return Claim(id, paper, where, metric, est, (lo, hi), how, int(d.size), n_unit,
+                 rule_sign(expect, margin, against), verdict_sign(lo, hi, expect, margin, against),
+                 scale, kind)
 
 
 def threshold_claim(id: str, paper: str, where: str, metric: str, values, threshold: float,
@@ -280,11 +302,8 @@ def threshold_claim(id: str, paper: str, where: str, metric: str, values, thresh
     """A claim that the mean of ``values`` lies above/below ``threshold`` (:func:`verdict_threshold`);
     interval by the percentile bootstrap (``method="bootstrap"``) or Student's t (``"t"``)."""
     v = np.asarray(values, dtype=np.float64).ravel()
-    if method == "t":
-        (est, lo, hi), how = t_interval(v), T_METHOD
-    else:
-        (est, lo, hi) = paired_bootstrap(v, n_boot=n_boot, seed=seed)
-        how = BOOTSTRAP_METHOD.format(n=n_boot).replace("paired ", "")
+    (est, lo, hi), how = mean_interval(v, method, n_boot, seed)
+    how = how.replace("paired ", "")  # the values are not differences
     return Claim(id, paper, where, metric, est, (lo, hi), how, int(v.size), n_unit,
                  rule_threshold(threshold, expect), verdict_threshold(lo, hi, threshold, expect),
                  scale, kind)
@@ -299,8 +318,6 @@ def proportion_claim(id: str, paper: str, where: str, metric: str, k: int, n: in
                  rule_threshold(threshold, expect), verdict_threshold(lo, hi, threshold, expect),
                  scale, kind)
 
-
-# --- the machine -----------------------------------------------------------------------------------
 
 # --- the ledger of one notebook --------------------------------------------------------------------
 

@@ -104,14 +104,31 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def simd_paths() -> dict:
+    """The vector instruction sets the numerical libraries dispatch to on this machine:
+    PyTorch's ATen kernels (``"AVX512"``, ``"AVX2"``, ``"DEFAULT"`` = none; the environment
+    variable ``ATEN_CPU_CAPABILITY`` lowers it) and numpy's optional kernels (the dispatched
+    feature groups in use; ``NPY_DISABLE_CPU_FEATURES`` turns them off). Two machines that
+    differ here add and multiply in different orders, so their last digits differ."""
+    import torch
+
+    try:
+        from numpy._core import _multiarray_umath as umath
+    except ImportError:  # numpy < 2
+        from numpy.core import _multiarray_umath as umath
+    numpy_in_use = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
+    return {"torch": torch.backends.cpu.get_cpu_capability(), "numpy": numpy_in_use}
+
+
 def machine_info() -> dict:
-    """What ran the computation: CPU model, core and thread counts, library versions.
+    """What ran the computation: CPU model, its vector paths, core and thread counts, library
+    versions.
 
     Recorded in JSON sidecars and ledgers for the reader; never part of a verdict.
     """
     import torch
 
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(),
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "simd": simd_paths(),
             "torch_threads": torch.get_num_threads(), "platform": platform.platform(terse=True),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "versions": versions()}
