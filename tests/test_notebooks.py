@@ -114,11 +114,11 @@ TINY_NOTEBOOK = [
 ]
 
 
-def _write_tiny(path: Path) -> None:
+def _write_tiny(path: Path, cells=TINY_NOTEBOOK) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    for kind, src, tags in TINY_NOTEBOOK:
+    for kind, src, tags in cells:
         cell = nbformat.v4.new_code_cell(src)
         cell.metadata["tags"] = tags
         nb.cells.append(cell)
@@ -141,6 +141,29 @@ def test_figures_command_end_to_end(tmp_path, capsys):
     assert figures.main(argv) == 0  # again: byte-identical figure
     assert (out / "tiny.png").read_bytes() == first
     assert "0 new, 0 changed" in capsys.readouterr().out
+
+
+FAILING_NOTEBOOK = [
+    *TINY_NOTEBOOK,
+    ("code", "from pathlib import Path\nPath(fig_dir, 'tiny.md').write_text('half a table')", []),
+    ("code", "raise AssertionError('a check failed after the figures were written')", []),
+]
+
+
+@pytest.mark.timeout(300)
+def test_failed_notebook_leaves_figures_untouched(tmp_path, capsys):
+    nb_dir, out, runs = tmp_path / "notebooks", tmp_path / "figs", tmp_path / "runs"
+    nb_dir.mkdir()
+    out.mkdir()
+    (out / "tiny.png").write_bytes(b"committed figure")
+    (out / "other.csv").write_text("a,b\n1,2\n")
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
+    _write_tiny(nb_dir / "01_tiny.ipynb", FAILING_NOTEBOOK)
+    argv = ["--notebooks", str(nb_dir), "--out", str(out), "--runs", str(runs)]
+    assert figures.main(argv) == 1
+    assert "FAILED" in capsys.readouterr().out
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == before
+    assert not list(runs.glob(".stage-*"))  # the staging copy is removed too
 
 
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.stem)

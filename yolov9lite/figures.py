@@ -4,7 +4,9 @@ Every notebook ``notebooks/NN_name.ipynb`` (two digits, then a name) is executed
 its default (laptop) scale, or with ``notebooks/params/NN_name.full.yaml`` when ``--full`` is given.
 The executed copy goes to ``runs/figures/`` (git-ignored); the figures and tables go to
 ``figures/`` because the command passes the notebook parameter ``fig_dir``. Notebooks added later
-are picked up automatically. Run it twice: the PNG files do not change (see :mod:`yolov9lite.viz`).
+are picked up automatically. A notebook writes into a staging copy of ``figures/`` (under the runs
+folder); only when it ran to the end are its new or changed files copied into ``figures/``, so a
+notebook that fails leaves ``figures/`` byte for byte as it was. Run it twice: the PNG files do not change (see :mod:`yolov9lite.viz`).
 Each notebook's claims ledger lands in ``figures/claims/NN_name.json``; after the notebooks ran,
 :func:`yolov9lite.claims.write_summary` gathers them into ``figures/claims.md``.
 
@@ -17,7 +19,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,6 +58,45 @@ def run_notebook(nb: Path, output: Path, parameters: dict, kernel: str = KERNEL)
     output.parent.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(str(nb), str(output), parameters=parameters, kernel_name=kernel,
                         cwd=str(nb.parent), progress_bar=False, log_output=False)
+
+
+def stage_folder(out: Path, runs: Path, nb: Path) -> Path:
+    """A fresh copy of ``out`` for one notebook to write into (notebooks may read what earlier
+    notebooks wrote there), inside the git-ignored runs folder."""
+    runs.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".stage-{nb.stem}-", dir=runs))
+    if out.is_dir():
+        shutil.copytree(out, stage, dirs_exist_ok=True)
+    return stage
+
+
+def publish(stage: Path, out: Path) -> None:
+    """Copy the files of ``stage`` that are new or differ into ``out``, each one atomically
+    (a temporary file in the target folder, then a rename); identical files stay untouched."""
+    for src in sorted(p for p in stage.rglob("*") if p.is_file()):
+        dst = out / src.relative_to(stage)
+        data = src.read_bytes()
+        if dst.is_file() and dst.read_bytes() == data:
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, dst)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def run_and_publish(nb: Path, out: Path, runs: Path, full: bool, kernel: str) -> None:
+    """Run ``nb`` against a staging copy of ``out``; publish its files only if it ran to the end."""
+    stage = stage_folder(out, runs, nb)
+    try:
+        run_notebook(nb, runs / nb.name, build_parameters(nb, stage, full), kernel)
+        publish(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def notebook_parameters(nb: Path) -> dict:
@@ -116,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         tag = f"[{i}/{len(notebooks)}] {nb.name}"
         print(f"{tag} ...", flush=True)
         try:
-            run_notebook(nb, runs / nb.name, build_parameters(nb, out, args.full), args.kernel)
+            run_and_publish(nb, out, runs, args.full, args.kernel)
             print(f"{tag} ok ({time.perf_counter() - t0:.1f} s)", flush=True)
         except Exception as err:  # noqa: BLE001  (report it, then run the other notebooks)
             first = str(err).strip().splitlines()
