@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from yolov9lite.viz import simd_paths
+from yolov9lite.viz import no_simd_env
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -47,14 +47,6 @@ KNOWN_UNSTABLE = {
                        "loss [-0.034, 0.013] -> [0.0016, 0.0123] and 04.fig7_pgi_focuses_on_"
                        "objects [-0.143, 0.132] -> [0.047, 0.213] turn inconclusive -> supports",
 }
-
-
-def no_simd_env() -> dict[str, str]:
-    """Environment variables that make this process tree compute like a CPU without AVX. numpy
-    is told to drop exactly the optional groups it uses here (naming others is an error)."""
-    return {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
-            "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-            "NPY_DISABLE_CPU_FEATURES": " ".join(simd_paths()["numpy"])}
 
 
 def perturbation(name: str) -> tuple[dict, dict]:

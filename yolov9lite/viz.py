@@ -120,6 +120,16 @@ def simd_paths() -> dict:
     return {"torch": torch.backends.cpu.get_cpu_capability(), "numpy": numpy_in_use}
 
 
+def no_simd_env() -> dict[str, str]:
+    """Environment variables that make a new process compute like a CPU without AVX: PyTorch's
+    plain C++ kernels, oneDNN at SSE4.1, MKL at SSE4.2, and numpy without the optional groups it
+    uses here (naming others is an error). The variables are read at import, so they act on
+    child processes. Used to rerun an experiment as another reader's processor would."""
+    return {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+            "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+            "NPY_DISABLE_CPU_FEATURES": " ".join(simd_paths()["numpy"])}
+
+
 def machine_info() -> dict:
     """What ran the computation: CPU model, its vector paths, core and thread counts, library
     versions.
