@@ -212,7 +212,9 @@ def prepare_notebook(nb, ledger: dict | None, scale: str, scrub: Scrubber):
         for out in cell.get("outputs", []):
             _scrub_output(out, scrub)
             data = out.get("data") or {}
-            if any(m.startswith("image/") for m in data) and FULL_WIDTH_TAG not in tags:
+            wide = any(m.startswith("image/") for m in data) or "\n|---" in str(
+                data.get("text/markdown", "")) or "<table" in str(data.get("text/html", ""))
+            if wide and FULL_WIDTH_TAG not in tags:  # figures and tables (ledgers) use the margin
                 tags.append(FULL_WIDTH_TAG)
     first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
     nb.cells.insert(first_md + 1, info)
@@ -234,11 +236,12 @@ def claim_anchor(claim_id: str) -> str:
 def results_markdown(ledgers: dict[str, dict], titles: dict[str, str], pages: set[str],
                      scale: str) -> str:
     claims = [c for led in ledgers.values() for c in led.get("claims", [])]
-    verdicts = list(dict.fromkeys(c["verdict"] for c in claims))
-    counts = lambda kind: ", ".join(  # noqa: E731
-        f"{sum(c['verdict'] == v and c.get('kind', 'claim') == kind for c in claims)} {v}"
-        for v in verdicts)
-    lines = ["# Results", "",
+    def counts(kind: str) -> str:
+        of_kind = [c["verdict"] for c in claims if c.get("kind", "claim") == kind]
+        return ", ".join(f"{of_kind.count(v)} {v}" for v in dict.fromkeys(of_kind)) or "none"
+
+    lines = ["---", "html_theme.sidebar_secondary.remove: true", "---", "",  # room for the tables
+             "# Results", "",
              f"Every claim the notebooks tested at the **{md_escape(scale)}** scale, from the claims "
              "ledgers (`claims/NN_name.json`). The **verdict comes first**: it is computed by a rule "
              "in `yolov9lite/claims.py` from the estimate and its 95 % interval, never typed. "
@@ -255,8 +258,9 @@ def results_markdown(ledgers: dict[str, dict], titles: dict[str, str], pages: se
                  f"Notebook `{stem}` (no executed copy in this build)",
                  f"machine: {md_escape(machine_line(led.get('machine')))}"]
         lines += ["; ".join(where) + ".", ""]
-        lines += ["```{list-table}", ":header-rows: 1", ":class: ledger-table",
-                  ":widths: auto", "",
+        lines += ["::::{container} full-width ledger", "```{list-table}", ":header-rows: 1",
+                  ":class: ledger-table",
+                  ":widths: 9 17 22 18 12 7 20", "",
                   "* - verdict", "  - claim", "  - the paper says", "  - measured",
                   "  - estimate [95 % interval]", "  - n", "  - rule; interval method"]
         for c in led.get("claims", []):
@@ -269,7 +273,7 @@ def results_markdown(ledgers: dict[str, dict], titles: dict[str, str], pages: se
                       f"  - {fmt(c['estimate'])} [{fmt(lo)}, {fmt(hi)}]",
                       f"  - {c['n']} {md_escape(c['n_unit'])}",
                       f"  - {md_escape(c['rule'])}; {md_escape(c['ci_method'])}"]
-        lines += ["```", ""]
+        lines += ["```", "::::", ""]
     return "\n".join(lines)
 
 

@@ -67,8 +67,29 @@ def _paragraph_claim(node, claims: dict, docname: str):
     return hits[0] if len(hits) == 1 else None
 
 
+def verdict_first(doctree) -> None:
+    """A ledger table as notebooks display it (``claims_table``: verdict last) gets its verdict
+    column moved to the front, so the verdict never falls off a narrow page; it scrolls with the
+    ``ledger-table`` style (first column sticky)."""
+    for tgroup in list(doctree.findall(nodes.tgroup)):
+        rows = list(tgroup.findall(nodes.row))
+        head = [e.astext().strip() for e in rows[0].children] if rows else []
+        if len(head) < 2 or head[-1] != "verdict":
+            continue
+        for row in rows:
+            last = row.children[-1]
+            row.remove(last)
+            row.insert(0, last)
+        specs = [c for c in tgroup.children if isinstance(c, nodes.colspec)]
+        if specs:
+            tgroup.remove(specs[-1])
+            tgroup.insert(0, specs[-1])
+        tgroup.parent["classes"].append("ledger-table")
+
+
 def make_badges(app, doctree, docname: str) -> None:
     claims, verdicts = app.yolov9lite_claims, app.yolov9lite_verdicts
+    verdict_first(doctree)
     results_uri = app.builder.get_relative_uri(docname, RESULTS_DOC)
     if docname == RESULTS_DOC:
         results_uri = ""
