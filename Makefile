@@ -40,13 +40,13 @@ models: $(STAMP)
 	$(PY) -m yolov9lite models
 
 test: $(STAMP)
-	$(PY) -m ruff check yolov9lite tests benchmarks
+	$(PY) -m ruff check yolov9lite tests benchmarks book
 	$(PY) -m nbstripout --verify notebooks/*.ipynb
 	MPLBACKEND=Agg $(PY) -m pytest -q --durations=25 \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 tests notebooks
 
 lint: $(STAMP)
-	$(PY) -m ruff check yolov9lite tests benchmarks
+	$(PY) -m ruff check yolov9lite tests benchmarks book
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -13,21 +13,26 @@ import nbformat
 from yolov9lite import book
 from yolov9lite.claims import Claim, claims_table
 
+
+def _claim(**fields) -> dict:
+    return fields
+
+
 CLAIMS = [
-    dict(id="01.deep_loses", paper="a deep plain stack loses its input", where="Sec. 3.1, Fig. 2",
+    _claim(id="01.deep_loses", paper="a deep plain stack loses its input", where="Sec. 3.1, Fig. 2",
          metric="retained fraction at layer 200, PlainNet", estimate=0.05, ci=[0.04, 0.06],
          ci_method="bootstrap (percentile), 10,000 resamples", n=24, n_unit="seed x image pairs",
          rule="supports if the interval lies below 0.1", verdict="supports",
          scale="default (tiny test book)", kind="claim"),
-    dict(id="01.wide_keeps", paper="a wide stack keeps it", where="Sec. 3.1",
+    _claim(id="01.wide_keeps", paper="a wide stack keeps it", where="Sec. 3.1",
          metric="retained fraction, wide stack", estimate=0.2, ci=[0.1, 0.3],
          ci_method="t interval", n=5, n_unit="seeds", rule="supports if above 0.9",
          verdict="contradicts", scale="default (tiny test book)", kind="claim"),
-    dict(id="01.noise_small", paper="rounding noise is small", where="our control",
+    _claim(id="01.noise_small", paper="rounding noise is small", where="our control",
          metric="spread of reruns", estimate=0.01, ci=[-0.02, 0.04], ci_method="t interval",
          n=5, n_unit="reruns", rule="supports if within ±0.01", verdict="inconclusive",
          scale="default (tiny test book)", kind="control"),
-    dict(id="01.control_rank", paper="an invertible stack keeps every direction", where="Eq. 3",
+    _claim(id="01.control_rank", paper="an invertible stack keeps every direction", where="Eq. 3",
          metric="rank ratio", estimate=0.5, ci=[0.4, 0.6], ci_method="t interval", n=5,
          n_unit="seeds", rule="a control that must pass", verdict="control failed",
          scale="default (tiny test book)", kind="control"),

@@ -17,9 +17,9 @@ import pytest
 
 pytest.importorskip("myst_nb", reason="the book extra is not installed: pip install -e '.[book]'")
 
-from book_sample import CLAIMS, build_sample  # noqa: E402
+from book_sample import CLAIMS, build_sample
 
-from yolov9lite import book  # noqa: E402
+from yolov9lite import book
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "runs" / "book-screenshots"
@@ -63,7 +63,7 @@ def test_one_badge_per_claim_on_the_results_page_linking_to_its_row(built):
         assert f'id="{book.claim_anchor(claim["id"])}"' in page
         assert "verdict-" + claim["verdict"].replace(" ", "-") in classes
     # the verdict is the first column of the ledger table
-    first_header = re.search(r'<table class="[^"]*ledger-table.*?<th[^>]*>\s*<p>([^<]*)', page, re.S)
+    first_header = re.search(r'<table class="[^"]*ledger-table.*?<th[^>]*>\s*<p>([^<]*)', page, re.DOTALL)
     assert first_header and first_header.group(1) == "verdict"
 
 
@@ -92,7 +92,7 @@ def test_pages_state_how_they_ran_and_hide_papermill(built):
     assert "How this page ran" in text and "width = 12" in text
     assert "2026-01-02 03:04 UTC" in text and "Test CPU" in text
     assert "# Parameters" not in page  # papermill's injected cell is removed
-    assert "yolov9lite" in re.search(r'extra_footer.*?</div>', page, re.S).group(0)
+    assert "yolov9lite" in re.search(r'extra_footer.*?</div>', page, re.DOTALL).group(0)
 
 
 def test_no_absolute_local_path_and_no_network_in_any_page(built):

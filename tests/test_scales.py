@@ -13,11 +13,11 @@ import pytest
 from yolov9lite import claims, figures
 
 SHOWING_NOTEBOOK = [
-    ('fig_dir: str = "unused"  # where figures go\nwidth: int = 1  # line width\n'
-     'steps: int = 2  # points', ["parameters"]),
-    ("import matplotlib.pyplot as plt\nfrom yolov9lite.viz import paper_style, save_figure\n"
+    (('fig_dir: str = "unused"  # where figures go\nwidth: int = 1  # line width\n'
+     'steps: int = 2  # points'), ["parameters"]),
+    (("import matplotlib.pyplot as plt\nfrom yolov9lite.viz import paper_style, save_figure\n"
      "paper_style()\nfig, ax = plt.subplots()\nax.plot(range(steps), lw=width)\n"
-     "save_figure(fig, 'tiny', fig_dir, params={'a': 1}, seed=0)\nplt.show()", []),
+     "save_figure(fig, 'tiny', fig_dir, params={'a': 1}, seed=0)\nplt.show()"), []),
 ]
 
 

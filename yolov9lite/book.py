@@ -242,11 +242,11 @@ def results_markdown(ledgers: dict[str, dict], titles: dict[str, str], pages: se
 
     lines = ["---", "html_theme.sidebar_secondary.remove: true", "---", "",  # room for the tables
              "# Results", "",
-             f"Every claim the notebooks tested at the **{md_escape(scale)}** scale, from the claims "
+             (f"Every claim the notebooks tested at the **{md_escape(scale)}** scale, from the claims "
              "ledgers (`claims/NN_name.json`). The **verdict comes first**: it is computed by a rule "
              "in `yolov9lite/claims.py` from the estimate and its 95 % interval, never typed. "
              "Controls check a measuring method, not the paper. Every verdict badge in this book "
-             "links to its row here.", ""]
+             "links to its row here."), ""]
     if claims:
         lines += [f"Paper claims: {counts('claim')}. Controls: {counts('control')}.", ""]
     else:
@@ -291,8 +291,8 @@ def reproduce_markdown(nb_dir: Path, scale: str) -> str:
     scales = sorted({p.name.split(".")[-2] for p in params})
     lines = [
         "# Reproduce", "",
-        f"This book shows the **{md_escape(scale)}** scale. Every page was produced by "
-        "running the notebooks with papermill; nothing here was executed by the book.", "",
+        (f"This book shows the **{md_escape(scale)}** scale. Every page was produced by "
+        "running the notebooks with papermill; nothing here was executed by the book."), "",
         "## From a fresh clone", "",
         "```bash",
         "make figures            # default (laptop) scale: figures/, runs/figures/*.ipynb",
@@ -318,9 +318,9 @@ def reproduce_markdown(nb_dir: Path, scale: str) -> str:
         "    -k python3 --cwd notebooks",
         "```", "",
         "## Comparing ledgers", "",
-        "Bytes may differ between machines and scales; a verdict that changes is news. "
+        ("Bytes may differ between machines and scales; a verdict that changes is news. "
         "`yolov9lite claims compare` prints two ledgers side by side (estimate, interval, "
-        "verdict), from folders or files:", "",
+        "verdict), from folders or files:"), "",
         "```bash",
         "yolov9lite claims compare figures runs/gpu-hour/figures",
         "yolov9lite claims compare figures/claims/05_ablations.json runs/gpu-hour/figures/claims/05_ablations.json",
@@ -340,12 +340,12 @@ def index_markdown(entries: list[tuple[str, str]], scale: str) -> str:
     """``entries``: (notebook stem, title) in order."""
     lines = [
         "# yolov9lite: YOLOv9, verified", "",
-        "The notebooks of [yolov9lite](https://arxiv.org/abs/2402.13616) — a compact PyTorch "
+        ("The notebooks of [yolov9lite](https://arxiv.org/abs/2402.13616) — a compact PyTorch "
         "re-implementation of YOLOv9 (Wang, Yeh, Liao, *Learning What You Want to Learn Using "
         "Programmable Gradient Information*, 2024) — as executed, with every figure and table they "
         f"made, at the **{md_escape(scale)}** scale. Each claim of the paper that a notebook tests "
         "carries a verdict badge; the {doc}`results` page lists them all, the {doc}`reproduce` page "
-        "says how to rerun any of it.", "",
+        "says how to rerun any of it."), "",
     ]
     used: set[str] = set()
     for caption, prefixes in PARTS:

@@ -483,7 +483,8 @@ def compare_table(a: dict[str, dict], b: dict[str, dict], names: tuple[str, str]
 
 
 def claims_main(argv: list[str] | None = None) -> int:
-    import argparse, sys  # noqa: E401  (only the command line needs them)
+    import argparse
+    import sys
     parser = argparse.ArgumentParser(prog="yolov9lite claims", description="claims ledgers")
     sub = parser.add_subparsers(dest="action", required=True)
     cmp = sub.add_parser("compare", help="two ledgers side by side: estimate, interval, verdict")
