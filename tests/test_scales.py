@@ -40,9 +40,12 @@ def test_scale_params_overrides_and_inline_figures(tmp_path, monkeypatch, capsys
     _write(nb_dir / "01_tiny.ipynb")
     (nb_dir / "params" / "01_tiny.small.yaml").write_text("# a test scale\nwidth: 3\nsteps: 4\n")
     argv = ["--notebooks", str(nb_dir), "--out", str(out), "--runs", str(runs),
-            "--scale", "small", "-p", "steps=5", "--no-progress"]
+            "--scale", "small", "-p", "steps=5"]
     assert figures.main(argv) == 0
-    assert "(scale small: notebooks/params/01_tiny.small.yaml)" in capsys.readouterr().out
+    log = capsys.readouterr()
+    assert "(scale small: notebooks/params/01_tiny.small.yaml)" in log.out
+    # the progress bar: cells done / cells, and the running cell's first line
+    assert "01_tiny" in log.err and "3/3" in log.err and "import matplotlib.pyplot" in log.err
     executed = nbformat.read(runs / "01_tiny.ipynb", as_version=4)
     injected = executed.metadata["papermill"]["parameters"]
     assert injected["width"] == 3 and injected["steps"] == 5  # the file, then -p on top

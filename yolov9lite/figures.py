@@ -86,18 +86,47 @@ def _snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _first_line(source: str, width: int = 48) -> str:
+    line = next((ln.strip() for ln in source.splitlines()
+                 if ln.strip() and not ln.lstrip().startswith("#")), "")
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _progress_engine() -> str:
+    """papermill's nbclient engine whose bar also names the running cell (its first code line)."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class ProgressEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            start = nb_man.cell_start
+
+            def cell_start(cell, cell_index=None, **kw):
+                start(cell, cell_index, **kw)
+                if getattr(nb_man, "pbar", None) and cell.cell_type == "code":
+                    nb_man.pbar.set_postfix_str(_first_line(cell.source), refresh=True)
+
+            nb_man.cell_start = cell_start
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register("yolov9lite-progress", ProgressEngine)
+    return "yolov9lite-progress"
+
+
 def run_notebook(nb: Path, output: Path, parameters: dict, kernel: str = KERNEL,
                  progress: bool = False) -> None:
     """Execute ``nb`` with papermill, working directory = the notebook's folder (as in Jupyter and
     nbval), so relative paths in notebooks mean the same everywhere. ``progress``: papermill's
-    tqdm bar (cells done / cells, the running one next) on stderr."""
+    tqdm bar on stderr: cells done / cells, then the first line of the running cell."""
     import papermill as pm
 
     output.parent.mkdir(parents=True, exist_ok=True)
     bar = {"desc": f"  {nb.stem}", "unit": "cell", "leave": True} if progress else False
+    engine = _progress_engine() if progress else None
     with inline_matplotlib():
         pm.execute_notebook(str(nb), str(output), parameters=parameters, kernel_name=kernel,
-                            cwd=str(nb.parent), progress_bar=bar, log_output=False)
+                            cwd=str(nb.parent), progress_bar=bar, log_output=False,
+                            engine_name=engine)
 
 
 def stage_folder(out: Path, runs: Path, nb: Path) -> Path:
