@@ -18,7 +18,7 @@ def _claim(**fields) -> dict:
     return fields
 
 
-CLAIMS = [
+CLAIMS = [  # of 01_alpha
     _claim(id="01.deep_loses", paper="a deep plain stack loses its input", where="Sec. 3.1, Fig. 2",
          metric="retained fraction at layer 200, PlainNet", estimate=0.05, ci=[0.04, 0.06],
          ci_method="bootstrap (percentile), 10,000 resamples", n=24, n_unit="seed x image pairs",
@@ -121,6 +121,10 @@ def make_sample(root: Path) -> tuple[Path, Path]:
                           "platform": "Linux-test", "cuda": None,
                           "versions": {"python": "3.11.2", "torch": "2.5.0"}}}
     (figures / "claims" / "01_alpha.json").write_text(json.dumps(ledger, indent=2))
+    # a ledger whose notebook has no executed copy: on the Results page only, under its file name
+    other = {"notebook": "05_a_notebook_with_a_long_file_name_and_no_page",
+             "claims": [dict(CLAIMS[1], id="05.gamma_only_in_the_ledger")], "machine": {}}
+    (figures / "claims" / f"{other['notebook']}.json").write_text(json.dumps(other, indent=2))
     return runs, figures
 
 

@@ -252,7 +252,7 @@ def results_markdown(ledgers: dict[str, dict], titles: dict[str, str], pages: se
     else:
         lines += ["No ledger found: run `make figures` first.", ""]
     for stem, led in ledgers.items():
-        title = titles.get(stem) or stem
+        title = titles.get(stem) or stem.replace("_", " ")  # no page: "05 ablations"
         lines += [f"## {md_escape(title)}", ""]
         where = [f"Notebook: {{doc}}`{NB_SUBDIR}/{stem}`" if stem in pages else
                  f"Notebook `{stem}` (no executed copy in this build)",
