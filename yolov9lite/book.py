@@ -54,8 +54,8 @@ STAGE_RE = re.compile(r"(?:[\w.~<>-]*/)*\.stage-[\w.-]+")
 # --- small helpers -----------------------------------------------------------------------------------
 
 def md_escape(text: str) -> str:
-    """Plain text safe inside MyST Markdown (no emphasis, math, links or table cells)."""
-    return re.sub(r"([\\`*_{}\[\]<>$|#])", r"\\\1", str(text))
+    """Plain text safe inside MyST Markdown (no emphasis, math, links, table cells, dashes)."""
+    return re.sub(r"([\\`*_{}\[\]<>$|#-])", r"\\\1", str(text))
 
 
 def fmt(x) -> str:
@@ -295,9 +295,9 @@ def reproduce_markdown(nb_dir: Path, scale: str) -> str:
         "running the notebooks with papermill; nothing here was executed by the book."), "",
         "## From a fresh clone", "",
         "```bash",
-        "make figures            # default (laptop) scale: figures/, runs/figures/*.ipynb",
-        "make book               # this site: runs/book/html/index.html",
-        "make test               # the test suite (what CI runs)",
+        "make figures     # default (laptop) scale: figures/, runs/figures/",
+        "make book        # this site: runs/book/html/",
+        "make test        # the test suite (what CI runs)",
         "```", "",
         "## Scales", "",
         "The default scale runs each notebook on a laptop CPU in minutes. Larger scales live in "
@@ -306,10 +306,10 @@ def reproduce_markdown(nb_dir: Path, scale: str) -> str:
         "never mix: `runs/<scale>/NN_name.ipynb` and `runs/<scale>/figures/` (the committed "
         "`figures/` holds the default scale only).", "",
         "```bash",
-        "yolov9lite figures --scale gpu-hour              # every notebook with a gpu-hour file",
-        "yolov9lite figures --only 05 --scale gpu-hour    # one notebook",
-        "yolov9lite figures --only 05 -p n_seeds=8        # one parameter changed (YAML value)",
-        "make book SCALE=gpu-hour                         # runs/gpu-hour/book/html/",
+        "yolov9lite figures --scale gpu-hour            # runs/gpu-hour/",
+        "yolov9lite figures --only 05 --scale gpu-hour  # one notebook",
+        "yolov9lite figures --only 05 -p n_seeds=8      # one parameter changed",
+        "make book SCALE=gpu-hour                       # runs/gpu-hour/book/html/",
         "```", "",
         "The same with papermill alone (working directory: the notebooks' folder):", "",
         "```bash",
@@ -340,9 +340,9 @@ def index_markdown(entries: list[tuple[str, str]], scale: str) -> str:
     """``entries``: (notebook stem, title) in order."""
     lines = [
         "# yolov9lite: YOLOv9, verified", "",
-        ("The notebooks of [yolov9lite](https://arxiv.org/abs/2402.13616) — a compact PyTorch "
-        "re-implementation of YOLOv9 (Wang, Yeh, Liao, *Learning What You Want to Learn Using "
-        "Programmable Gradient Information*, 2024) — as executed, with every figure and table they "
+        ("The notebooks of yolov9lite — a compact PyTorch re-implementation of YOLOv9 (Wang, Yeh, "
+        "Liao, [*Learning What You Want to Learn Using Programmable Gradient Information*]"
+        "(https://arxiv.org/abs/2402.13616), 2024) — as executed, with every figure and table they "
         f"made, at the **{md_escape(scale)}** scale. Each claim of the paper that a notebook tests "
         "carries a verdict badge; the {doc}`results` page lists them all, the {doc}`reproduce` page "
         "says how to rerun any of it."), "",
