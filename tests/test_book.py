@@ -73,9 +73,13 @@ def test_notebook_verdicts_are_badges_linking_to_the_results_page(built):
     _, html = built
     page = (html / book.NB_SUBDIR / "01_alpha.html").read_text()
     links = {href for _, href, _ in badges(page)}
-    # the ledger table (one per claim) and the sentence (by the paper's words) of the notebook
+    # the ledger table (one per claim) and three sentences, found by the paper's words (two
+    # claims quote the same words: their metric tells them apart)
     assert links == {f"../results.html#{book.claim_anchor(c['id'])}" for c in CLAIMS}
-    assert len(badges(page)) == len(CLAIMS) + 1
+    hrefs = [href for _, href, _ in badges(page)]
+    assert len(hrefs) == len(CLAIMS) + 3
+    assert hrefs[-2:] == [f"../results.html#{book.claim_anchor(c['id'])}" for c in CLAIMS[2:]]
+    assert "<strong>control failed</strong>" not in page and "<strong>supports</strong>" not in page
 
 
 def test_images_of_the_executed_notebook_reach_the_html(built):

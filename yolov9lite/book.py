@@ -387,7 +387,8 @@ def assemble(runs: Path, figures: Path, src: Path, scale: str, nb_dir: Path | No
     (src / "index.md").write_text(index_markdown(entries, scale))
     (src / "results.md").write_text(results_markdown(ledgers, titles, pages, scale))
     (src / "reproduce.md").write_text(reproduce_markdown(nb_dir, scale))
-    claims = [{"id": c["id"], "verdict": c["verdict"], "paper": c["paper"], "notebook": stem}
+    claims = [{"id": c["id"], "verdict": c["verdict"], "paper": c["paper"],
+               "metric": c.get("metric", ""), "notebook": stem}
               for stem, led in ledgers.items() for c in led.get("claims", [])]
     (src / "_book.json").write_text(json.dumps({"scale": scale, "claims": claims}, indent=1))
     return {"notebooks": [s for s, _ in entries], "claims": len(claims)}

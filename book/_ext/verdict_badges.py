@@ -4,7 +4,7 @@ The book's source folder holds ``_book.json`` (written by :mod:`yolov9lite.book`
 its id, verdict, the paper's words and its anchor on the Results page. After Sphinx resolved a
 page, a bold verdict word (``**supports**``, as ``yolov9lite.claims`` writes it in ledger tables
 and sentences) becomes a badge when the claim it belongs to can be named: a claim id in the same
-table row, else the paper's words in the same paragraph. Table rows that name a claim get the
+table row, else the paper's words (and its metric, where claims share words) in the same paragraph. Table rows that name a claim get the
 claim's anchor as their id, so the Results page's rows are the link targets. Verdicts are whatever
 the ledger holds (a new one, e.g. "control failed", gets a badge of its own colour class).
 
@@ -64,6 +64,8 @@ def _paragraph_claim(node, claims: dict, docname: str):
     stem = docname.rsplit("/", 1)[-1]
     hits = [c for c in claims.values()
             if c["notebook"] == stem and " ".join(c["paper"].split()) in text]
+    if len(hits) > 1:  # claims that quote the same words of the paper: the metric tells them apart
+        hits = [c for c in hits if " ".join(c.get("metric", "").split()) in text]
     return hits[0] if len(hits) == 1 else None
 
 
