@@ -4,8 +4,9 @@ The book's source folder holds ``_book.json`` (written by :mod:`yolov9lite.book`
 its id, verdict, the paper's words and its anchor on the Results page. After Sphinx resolved a
 page, a bold verdict word (``**supports**``, as ``yolov9lite.claims`` writes it in ledger tables
 and sentences) becomes a badge when the claim it belongs to can be named: a claim id in the same
-table row, else the paper's words (and its metric, where claims share words) in the same paragraph. Table rows that name a claim get the
-claim's anchor as their id, so the Results page's rows are the link targets. Verdicts are whatever
+table row, else the paper's words (and its metric, where claims share words) in the same
+paragraph. Table rows that name a claim get the claim's anchor as their id, so the Results page's
+rows are the link targets. Verdicts are whatever
 the ledger holds (a new one, e.g. "control failed", gets a badge of its own colour class).
 
 It also copies MathJax 3 from the ``sphinx-mathjax-offline`` wheel into ``_static/mathjax`` (only
