@@ -65,7 +65,8 @@ def test_one_badge_per_claim_on_the_results_page_linking_to_its_row(built):
         assert f'id="{book.claim_anchor(claim["id"])}"' in page
         assert "verdict-" + claim["verdict"].replace(" ", "-") in classes
     # the verdict is the first column of the ledger table
-    first_header = re.search(r'<table class="[^"]*ledger-table.*?<th[^>]*>\s*<p>([^<]*)', page, re.DOTALL)
+    first_header = re.search(r'<table class="[^"]*ledger-table.*?<th[^>]*>\s*<p>([^<]*)', page,
+                             re.DOTALL)
     assert first_header and first_header.group(1) == "verdict"
 
 
@@ -117,7 +118,7 @@ def test_no_absolute_local_path_and_no_network_in_any_page(built):
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
 
 
-# --- a real browser ---------------------------------------------------------------------------------
+# --- a real browser -------------------------------------------------------------------------------
 
 def chromium() -> str:
     """Debian's Chromium (``.ci/run`` installs it); locally the test may skip without it."""
@@ -127,7 +128,8 @@ def chromium() -> str:
     except ImportError:
         exe = None
     if exe is None:
-        why = "Chromium and playwright are needed (apt-get install chromium; pip install -e '.[book]')"
+        why = ("Chromium and playwright are needed (apt-get install chromium; "
+               "pip install -e '.[book]')")
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(why)
         pytest.skip(why)

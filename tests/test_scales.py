@@ -34,7 +34,7 @@ def _write(path: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_scale_params_overrides_and_inline_figures(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("MPLBACKEND", "Agg")  # as `make test` sets it: the kernel must not inherit it
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as `make test` sets it; the kernel must not see it
     nb_dir, out, runs = tmp_path / "notebooks", tmp_path / "figs", tmp_path / "runs"
     (nb_dir / "params").mkdir(parents=True)
     _write(nb_dir / "01_tiny.ipynb")
@@ -49,7 +49,8 @@ def test_scale_params_overrides_and_inline_figures(tmp_path, monkeypatch, capsys
     executed = nbformat.read(runs / "01_tiny.ipynb", as_version=4)
     injected = executed.metadata["papermill"]["parameters"]
     assert injected["width"] == 3 and injected["steps"] == 5  # the file, then -p on top
-    images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    images = [o for c in executed.cells for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
     assert len(images) == 1, "plt.show() left no figure in the executed notebook"
     assert (out / "tiny.png").is_file()
     import os

@@ -1,4 +1,4 @@
-"""``yolov9lite book``: the executed notebooks, their figures and the claims ledger as a static site.
+"""``yolov9lite book``: the executed notebooks, their figures and the claims ledger as a site.
 
 Students read before they run. ``yolov9lite figures`` leaves executed notebooks (with their figures,
 tables and ledger tables as outputs) in ``runs/figures/`` (``runs/<scale>/`` at another scale); this
@@ -15,7 +15,7 @@ executed again) and sphinx-book-theme, configured in the repository's ``book/`` 
   ledgers (``yolov9lite claims compare``).
 
     yolov9lite book                          # runs/figures/ + figures/  ->  runs/book/html/
-    yolov9lite book --scale gpu-hour         # runs/gpu-hour/ + runs/gpu-hour/figures/ -> runs/gpu-hour/book/html/
+    yolov9lite book --scale gpu-hour         # runs/gpu-hour/{,figures/} -> runs/gpu-hour/book/html/
     yolov9lite book --runs DIR --figures DIR --out DIR --strict
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ PATH_RE = re.compile(r"(?<![\w.:/~-])/(?:home|Users|tmp|work|root|private|var|op
 STAGE_RE = re.compile(r"(?:[\w.~<>-]*/)*\.stage-[\w.-]+")
 
 
-# --- small helpers -----------------------------------------------------------------------------------
+# --- small helpers --------------------------------------------------------------------------------
 
 def md_escape(text: str) -> str:
     """Plain text safe inside MyST Markdown (no emphasis, math, links, table cells, dashes)."""
@@ -153,7 +153,7 @@ def _value(v) -> str:
     return repr(v) if not isinstance(v, str) else json.dumps(v)
 
 
-# --- one notebook page ---------------------------------------------------------------------------------
+# --- one notebook page ----------------------------------------------------------------------------
 
 def run_info_markdown(nb, ledger: dict | None, scale: str, scrub: Scrubber) -> str:
     """The box that opens a notebook page: scale, parameters, machine, date."""
@@ -227,7 +227,7 @@ def prepare_notebook(nb, ledger: dict | None, scale: str, scrub: Scrubber):
     return nb
 
 
-# --- generated pages -------------------------------------------------------------------------------------
+# --- generated pages ------------------------------------------------------------------------------
 
 def claim_anchor(claim_id: str) -> str:
     return "claim-" + re.sub(r"[^a-z0-9]+", "-", claim_id.lower()).strip("-")
@@ -242,9 +242,9 @@ def results_markdown(ledgers: dict[str, dict], titles: dict[str, str], pages: se
 
     lines = ["---", "html_theme.sidebar_secondary.remove: true", "---", "",  # room for the tables
              "# Results", "",
-             (f"Every claim the notebooks tested at the **{md_escape(scale)}** scale, from the claims "
-             "ledgers (`claims/NN_name.json`). The **verdict comes first**: it is computed by a rule "
-             "in `yolov9lite/claims.py` from the estimate and its 95 % interval, never typed. "
+             (f"Every claim the notebooks tested at the **{md_escape(scale)}** scale, from the "
+             "claims ledgers (`claims/NN_name.json`). The **verdict comes first**: it is computed "
+             "by a rule in `yolov9lite/claims.py` from the estimate and its 95 % interval, never typed. "
              "Controls check a measuring method, not the paper. Every verdict badge in this book "
              "links to its row here."), ""]
     if claims:
@@ -323,7 +323,8 @@ def reproduce_markdown(nb_dir: Path, scale: str) -> str:
         "verdict), from folders or files:"), "",
         "```bash",
         "yolov9lite claims compare figures runs/gpu-hour/figures",
-        "yolov9lite claims compare figures/claims/05_ablations.json runs/gpu-hour/figures/claims/05_ablations.json",
+        "yolov9lite claims compare figures/claims/05_ablations.json \\",
+        "    runs/gpu-hour/figures/claims/05_ablations.json",
         "```", "",
         "## Parameter files", "",
     ]
@@ -344,8 +345,8 @@ def index_markdown(entries: list[tuple[str, str]], scale: str) -> str:
         "Liao, [*Learning What You Want to Learn Using Programmable Gradient Information*]"
         "(https://arxiv.org/abs/2402.13616), 2024) — as executed, with every figure and table they "
         f"made, at the **{md_escape(scale)}** scale. Each claim of the paper that a notebook tests "
-        "carries a verdict badge; the {doc}`results` page lists them all, the {doc}`reproduce` page "
-        "says how to rerun any of it."), "",
+        "carries a verdict badge; the {doc}`results` page lists them all, the {doc}`reproduce` "
+        "page says how to rerun any of it."), "",
     ]
     used: set[str] = set()
     for caption, prefixes in PARTS:
@@ -363,7 +364,7 @@ def index_markdown(entries: list[tuple[str, str]], scale: str) -> str:
     return "\n".join(lines)
 
 
-# --- assemble and build ----------------------------------------------------------------------------------
+# --- assemble and build ---------------------------------------------------------------------------
 
 def assemble(runs: Path, figures: Path, src: Path, scale: str, nb_dir: Path | None = None) -> dict:
     """Write the book's source folder ``src`` (recreated) from the executed notebooks in ``runs``

@@ -109,7 +109,7 @@ def fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-# --- special functions (numpy/math only) ------------------------------------------------------------
+# --- special functions (numpy/math only) ----------------------------------------------------------
 
 def _betacf(a: float, b: float, x: float) -> float:
     """Continued fraction of the incomplete beta function (modified Lentz)."""
@@ -184,7 +184,7 @@ def t_ppf(q: float, df: float) -> float:
     return _bisect(lambda t: t_cdf(t, df), 0.0, hi, q)
 
 
-# --- intervals -------------------------------------------------------------------------------------
+# --- intervals ------------------------------------------------------------------------------------
 
 def paired_bootstrap(diffs, n_boot: int = 10_000, seed: int = 0, stat=np.mean, level: float = 0.95
                      ) -> tuple[float, float, float]:
@@ -227,7 +227,7 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float, 
     return k / n, lo, hi
 
 
-# --- verdict rules ---------------------------------------------------------------------------------
+# --- verdict rules --------------------------------------------------------------------------------
 
 def verdict_sign(lo: float, hi: float, expect: str = "positive", margin: float = 0.0,
                  against: float = 0.0) -> str:
@@ -269,7 +269,7 @@ def rule_threshold(threshold: float, expect: str) -> str:
             f"{other}; inconclusive otherwise")
 
 
-# --- constructors: estimate, interval and verdict in one call ---------------------------------------
+# --- constructors: estimate, interval and verdict in one call -------------------------------------
 
 def mean_interval(values: np.ndarray, method: str = "bootstrap", n_boot: int = 10_000,
                   seed: int = 0) -> tuple[tuple[float, float, float], str]:
@@ -319,7 +319,7 @@ def proportion_claim(id: str, paper: str, where: str, metric: str, k: int, n: in
                  scale, kind)
 
 
-# --- the ledger of one notebook --------------------------------------------------------------------
+# --- the ledger of one notebook -------------------------------------------------------------------
 
 def default_fig_dir() -> Path:
     """Where figures and claims go when no ``fig_dir`` is given: the git-ignored CI folder that
@@ -447,7 +447,7 @@ def write_summary(claims_dir: str | Path | None = None) -> Path:
     return out
 
 
-# --- comparing two ledgers (``yolov9lite claims compare A B``) ----------------------------------------
+# --- comparing two ledgers (``yolov9lite claims compare A B``) ------------------------------------
 
 def read_ledgers(where: str | Path) -> dict[str, dict]:
     """Claims by id, as stored (any verdict), from a ledger file, a ``claims/`` folder, a figures
@@ -479,7 +479,7 @@ def compare_table(a: dict[str, dict], b: dict[str, dict], names: tuple[str, str]
         same = "yes" if cid in a and cid in b and a[cid]["verdict"] == b[cid]["verdict"] else "NO"
         rows.append(f"| `{cid}` | {cell(a.get(cid))} | {cell(b.get(cid))} | {same} |")
     changed = sum(r.endswith("| NO |") for r in rows)
-    return "\n".join(rows) + f"\n\n{changed} of {len(rows) - 2} claims differ (verdict, or in one only)."
+    return "\n".join(rows) + f"\n\n{changed} of {len(rows) - 2} claims differ (verdict, presence)."
 
 
 def claims_main(argv: list[str] | None = None) -> int:

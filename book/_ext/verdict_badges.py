@@ -28,7 +28,8 @@ MATHJAX_PARTS = ("tex-chtml.js", "input/tex/extensions", "output/chtml/fonts/wof
 
 
 def anchor(claim_id: str) -> str:
-    """HTML id of a claim on the Results page: ``05.pgi_lowers_loss`` -> ``claim-05-pgi-lowers-loss``."""
+    """A claim's HTML id on the Results page: ``05.pgi_lowers_loss`` -> ``claim-05-pgi-lowers-loss``.
+    """
     return "claim-" + re.sub(r"[^a-z0-9]+", "-", claim_id.lower()).strip("-")
 
 
