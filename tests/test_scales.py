@@ -5,6 +5,7 @@ and ``yolov9lite claims compare A B``."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -52,9 +53,18 @@ def test_scale_params_overrides_and_inline_figures(tmp_path, monkeypatch, capsys
     images = [o for c in executed.cells for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) == 1, "plt.show() left no figure in the executed notebook"
-    assert (out / "tiny.png").is_file()
-    import os
     assert os.environ["MPLBACKEND"] == "Agg"  # restored for this process
+    # the PNG that save_figure writes does not depend on the backend: the same run under Agg
+    import papermill as pm
+
+    agg_dir = tmp_path / "agg"
+    pm.execute_notebook(str(nb_dir / "01_tiny.ipynb"), str(tmp_path / "agg.ipynb"),
+                        parameters={**injected, "fig_dir": str(agg_dir)}, kernel_name="python3",
+                        progress_bar=False)
+    assert (agg_dir / "tiny.png").read_bytes() == (out / "tiny.png").read_bytes()
+    agg_run = nbformat.read(tmp_path / "agg.ipynb", as_version=4)
+    assert not [o for c in agg_run.cells for o in c.get("outputs", [])
+                if "image/png" in o.get("data", {})], "Agg stores no figure (the reason for this)"
 
 
 def test_bad_scale_and_parameter_are_one_clear_line(tmp_path, capsys):
