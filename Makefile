@@ -1,6 +1,8 @@
 # yolov9lite: two commands from a fresh clone (see README.md)
 #   make figures   regenerate the tables and figures at the default (laptop) scale
 #   make test      run the test suite (what CI runs)
+#   make book      the executed notebooks of `make figures` as a static site: runs/book/html/
+#                  (SCALE=gpu-hour: the run of `yolov9lite figures --scale gpu-hour`)
 # Both create ./.venv on first use and install the package with its extras into it.
 
 PYTHON ?= python3
@@ -12,8 +14,9 @@ TORCH_CONSTRAINTS ?= -c constraints.txt
 TORCH ?=
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed
+SCALE ?= default
 
-.PHONY: install figures models test lint clean
+.PHONY: install figures book models test lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,25 +24,29 @@ $(STAMP): pyproject.toml constraints.txt
 	if [ "$(TORCH)" = "cpu" ]; then \
 		$(PY) -m pip install $(TORCH_CONSTRAINTS) --index-url $(TORCH_CPU_INDEX) torch torchvision; \
 	elif [ -n "$(TORCH)" ]; then echo "TORCH=$(TORCH): only TORCH=cpu is known" >&2; exit 2; fi
-	$(PY) -m pip install $(TORCH_CONSTRAINTS) -e ".[train,notebooks,dev,export]"
+	$(PY) -m pip install $(TORCH_CONSTRAINTS) -e ".[train,notebooks,dev,export,book]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# no MPLBACKEND here: the kernel's inline backend keeps every plt.show() in the executed notebook
 figures: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m yolov9lite figures
+	$(PY) -m yolov9lite figures --scale $(SCALE)
+
+book: $(STAMP)
+	$(PY) -m yolov9lite book --scale $(SCALE)
 
 models: $(STAMP)
 	$(PY) -m yolov9lite models
 
 test: $(STAMP)
-	$(PY) -m ruff check yolov9lite tests benchmarks
+	$(PY) -m ruff check yolov9lite tests benchmarks book
 	$(PY) -m nbstripout --verify notebooks/*.ipynb
 	MPLBACKEND=Agg $(PY) -m pytest -q --durations=25 \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 tests notebooks
 
 lint: $(STAMP)
-	$(PY) -m ruff check yolov9lite tests benchmarks
+	$(PY) -m ruff check yolov9lite tests benchmarks book
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

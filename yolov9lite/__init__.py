@@ -47,7 +47,8 @@ notebooks: claims, parameters   :mod:`~yolov9lite.claims`, :mod:`~yolov9lite.nbp
 speed, latency                   :mod:`~yolov9lite.accel`, :mod:`~yolov9lite.latency`,
                                  :mod:`~yolov9lite.graphstep` (CUDA-graph training step)
 plots and figures                :mod:`~yolov9lite.viz`, :mod:`~yolov9lite.plots`,
-                                 :mod:`~yolov9lite.figures`
+                                 :mod:`~yolov9lite.figures`,
+                                 :mod:`~yolov9lite.book` (the executed notebooks as a site)
 command line                     :mod:`~yolov9lite.cli` (``yolov9lite <command>``),
                                  :mod:`~yolov9lite.cliargs` (shared options and errors)
 ===============================  ==================================================================

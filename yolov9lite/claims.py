@@ -109,7 +109,7 @@ def fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-# --- special functions (numpy/math only) ------------------------------------------------------------
+# --- special functions (numpy/math only) ----------------------------------------------------------
 
 def _betacf(a: float, b: float, x: float) -> float:
     """Continued fraction of the incomplete beta function (modified Lentz)."""
@@ -184,7 +184,7 @@ def t_ppf(q: float, df: float) -> float:
     return _bisect(lambda t: t_cdf(t, df), 0.0, hi, q)
 
 
-# --- intervals -------------------------------------------------------------------------------------
+# --- intervals ------------------------------------------------------------------------------------
 
 def paired_bootstrap(diffs, n_boot: int = 10_000, seed: int = 0, stat=np.mean, level: float = 0.95
                      ) -> tuple[float, float, float]:
@@ -227,7 +227,7 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float, 
     return k / n, lo, hi
 
 
-# --- verdict rules ---------------------------------------------------------------------------------
+# --- verdict rules --------------------------------------------------------------------------------
 
 def verdict_sign(lo: float, hi: float, expect: str = "positive", margin: float = 0.0,
                  against: float = 0.0) -> str:
@@ -269,7 +269,7 @@ def rule_threshold(threshold: float, expect: str) -> str:
             f"{other}; inconclusive otherwise")
 
 
-# --- constructors: estimate, interval and verdict in one call ---------------------------------------
+# --- constructors: estimate, interval and verdict in one call -------------------------------------
 
 def mean_interval(values: np.ndarray, method: str = "bootstrap", n_boot: int = 10_000,
                   seed: int = 0) -> tuple[tuple[float, float, float], str]:
@@ -319,7 +319,7 @@ def proportion_claim(id: str, paper: str, where: str, metric: str, k: int, n: in
                  scale, kind)
 
 
-# --- the ledger of one notebook --------------------------------------------------------------------
+# --- the ledger of one notebook -------------------------------------------------------------------
 
 def default_fig_dir() -> Path:
     """Where figures and claims go when no ``fig_dir`` is given: the git-ignored CI folder that
@@ -445,3 +445,56 @@ def write_summary(claims_dir: str | Path | None = None) -> Path:
     if not out.exists() or out.read_text() != text:
         out.write_text(text)
     return out
+
+
+# --- comparing two ledgers (``yolov9lite claims compare A B``) ------------------------------------
+
+def read_ledgers(where: str | Path) -> dict[str, dict]:
+    """Claims by id, as stored (any verdict), from a ledger file, a ``claims/`` folder, a figures
+    folder holding ``claims/`` or a scale's runs folder holding ``figures/claims/``."""
+    where = Path(where)
+    folders = [where / CLAIMS_SUBDIR, where / "figures" / CLAIMS_SUBDIR, where]
+    files = [where] if where.is_file() else next(
+        (sorted(f.glob("*.json")) for f in folders if f.is_dir() and any(f.glob("*.json"))), [])
+    if not files:
+        raise FileNotFoundError(f"{where}: no claims ledger (a claims/NN_name.json file or a "
+                                "folder holding claims/); run `yolov9lite figures` first")
+    out = {}
+    for path in files:
+        try:
+            out.update({c["id"]: c for c in json.loads(path.read_text())["claims"]})
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: not a claims ledger ({err})") from None
+    return out
+
+
+def compare_table(a: dict[str, dict], b: dict[str, dict], names: tuple[str, str]) -> str:
+    """Markdown: one row per claim id of either ledger, estimate [interval] and verdict of each."""
+    def cell(c):
+        return (f"{fmt(c['estimate'])} [{fmt(c['ci'][0])}, {fmt(c['ci'][1])}] | {c['verdict']}"
+                if c else "– | –")
+    rows = [f"| claim | {names[0]} | verdict | {names[1]} | verdict | same verdict |",
+            "|---|---|---|---|---|---|"]
+    for cid in sorted(set(a) | set(b)):
+        same = "yes" if cid in a and cid in b and a[cid]["verdict"] == b[cid]["verdict"] else "NO"
+        rows.append(f"| `{cid}` | {cell(a.get(cid))} | {cell(b.get(cid))} | {same} |")
+    changed = sum(r.endswith("| NO |") for r in rows)
+    return "\n".join(rows) + f"\n\n{changed} of {len(rows) - 2} claims differ (verdict, presence)."
+
+
+def claims_main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+    parser = argparse.ArgumentParser(prog="yolov9lite claims", description="claims ledgers")
+    sub = parser.add_subparsers(dest="action", required=True)
+    cmp = sub.add_parser("compare", help="two ledgers side by side: estimate, interval, verdict")
+    cmp.add_argument("a", help="ledger file or folder (e.g. figures, runs/gpu-hour)")
+    cmp.add_argument("b", help="the other ledger file or folder")
+    args = parser.parse_args(argv)
+    try:
+        a, b = read_ledgers(args.a), read_ledgers(args.b)
+    except (OSError, ValueError) as err:
+        print(f"yolov9lite claims compare: {err}", file=sys.stderr)
+        return 2
+    print(compare_table(a, b, (str(args.a), str(args.b))))
+    return 0
