@@ -229,7 +229,7 @@ def scan_yolo(source, nc: int, name: str = "dataset", use_cache: bool = True):
     cache_path = cache_path_for(yolo_label_path(first / "x").parent if first.is_dir()
                                 else first.with_suffix(""))
     fingerprint = stat_fingerprint(images + label_files, f"yolo|nc={nc}")
-    if use_cache and (cached := read_cache(cache_path, fingerprint)) is not None:
+    if use_cache and (cached := read_cache(cache_path, fingerprint, images)) is not None:
         return cached[0], cached[1], True
     report = ScanReport(name)
     shapes = check_images(images, report)

@@ -1,0 +1,165 @@
+"""Issue 28, reliability and security III: a crafted dataset, an output flag or a shared folder
+never crashes, hangs or loses a file. Every bad input is generated here."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from helpers import run_cli_cases
+
+from yolov9lite.data.cache import encode_cache
+from yolov9lite.data.labels import scan_yolo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def yolo_split(tmp_path, monkeypatch):
+    """Four 32x40 images with one box each, YOLO layout."""
+    monkeypatch.setenv("YOLOV9LITE_CACHE_DIR", str(tmp_path / "cache"))
+    img, lab = tmp_path / "ds" / "images" / "train", tmp_path / "ds" / "labels" / "train"
+    img.mkdir(parents=True)
+    lab.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        cv2.imwrite(str(img / f"{k:06d}.jpg"), rng.integers(0, 255, (32, 40, 3), np.uint8))
+        (lab / f"{k:06d}.txt").write_text(f"{k % 2} 0.5 0.5 0.25 0.5\n")
+    return tmp_path / "ds"
+
+
+def rewrite_cache(cache: Path, **changes) -> None:
+    """The cache with some arrays replaced, its header (and so its fingerprint) kept: what a
+    dataset's author can ship, since the fingerprint is computed from public stat()s."""
+    with np.load(cache) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays.update(changes)
+    with open(cache, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def scan_in_subprocess(source: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    """scan_yolo in a fresh process (a crash or a hang cannot take pytest with it)."""
+    code = textwrap.dedent(f"""
+        import logging, sys
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        from yolov9lite.data.labels import scan_yolo
+        records, report, from_cache = scan_yolo({str(source)!r}, 2)
+        print(len(records), from_cache)
+    """)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+# ------------------------------------------------------------------------------- row 1, 2, 7, 11
+def test_row1_cache_counts_that_wrap_an_int64_sum_are_refused_not_a_segfault(yolo_split):
+    source = yolo_split / "images" / "train"
+    scan_yolo(str(source), 2)
+    cache = yolo_split / "labels" / "train.yolov9lite-cache.npz"
+    empty = {"cls": np.zeros(0, np.int64), "boxes": np.zeros((0, 4), np.float32),
+             "n_points": np.zeros(0, np.int64), "points": np.zeros((0, 2), np.float32)}
+    rewrite_cache(cache, n_objects=np.array([2**62] * 4, np.int64), **empty)
+    out = scan_in_subprocess(source)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["4", "False"]  # rescanned
+    assert "label cache ignored" in out.stderr and "count of objects" in out.stderr
+
+
+def test_row2_cache_naming_a_fifo_is_refused_not_a_hang(yolo_split):
+    source = yolo_split / "images" / "train"
+    records, report, _ = scan_yolo(str(source), 2)
+    cache = yolo_split / "labels" / "train.yolov9lite-cache.npz"
+    fifo = yolo_split / "pipe.jpg"  # outside the listed images
+    os.mkfifo(fifo)
+    for r in records[:1]:
+        r.path = str(fifo)
+    with np.load(cache) as npz:
+        header = npz["header"]
+    rewrite_cache(cache, header=header, meta=encode_cache("x", records, report)["meta"])
+    out = scan_in_subprocess(source, timeout=60)
+    assert out.stdout.split() == ["4", "False"], out.stderr[-2000:]
+    assert "not one of the dataset's images" in out.stderr
+    # a FIFO that *is* listed (named like an image inside the folder) is refused as well
+    listed_fifo = source / "zz.jpg"
+    os.mkfifo(listed_fifo)
+    records, report, _ = scan_yolo(str(source), 2)  # the honest scan skips it ("not a file")
+    assert len(records) == 4
+    records[0].path = str(listed_fifo)
+    with np.load(cache) as npz:
+        header = npz["header"]
+    rewrite_cache(cache, header=header, meta=encode_cache("x", records, report)["meta"])
+    out = scan_in_subprocess(source, timeout=60)
+    assert out.stdout.split() == ["4", "False"], out.stderr[-2000:]
+    assert "not a regular file" in out.stderr
+
+
+def test_row7_cache_temp_file_never_follows_a_planted_symlink(yolo_split, tmp_path,
+                                                               monkeypatch):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    labels = yolo_split / "labels"
+    for pid in (os.getpid(), 12345):  # the old predictable names
+        (labels / f".train.yolov9lite-cache.npz.{pid}.tmp").symlink_to(victim)
+    monkeypatch.setattr(os, "getpid", lambda: 12345)
+    _, _, from_cache = scan_yolo(str(yolo_split / "images" / "train"), 2)
+    assert not from_cache and victim.read_text() == "precious"
+    assert (labels / "train.yolov9lite-cache.npz").is_file()
+    assert scan_yolo(str(yolo_split / "images" / "train"), 2)[2]
+
+
+def test_row11_same_size_relabel_with_the_old_mtime_is_rescanned(yolo_split):
+    source = str(yolo_split / "images" / "train")
+    records, _, _ = scan_yolo(source, 2)
+    assert scan_yolo(source, 2)[2]
+    label = yolo_split / "labels" / "train" / "000000.txt"
+    st = label.stat()
+    label.write_text("1 0.5 0.5 0.25 0.5\n")  # class 0 -> 1, same size
+    os.utime(label, ns=(st.st_atime_ns, st.st_mtime_ns))  # what cp -p / rsync -t / tar do
+    assert label.stat().st_size == st.st_size and label.stat().st_mtime_ns == st.st_mtime_ns
+    again, _, from_cache = scan_yolo(source, 2)
+    assert not from_cache and again[0].cls.tolist() == [1] and records[0].cls.tolist() == [0]
+
+
+def overrun_member(cache: Path, member: str = "boxes.npy", rows: int = 1000) -> None:
+    """Rewrite `member` so that its .npy header and the zip's central directory both claim
+    `rows` rows that the file does not hold (the consistency checks pass; reading hits EOF)."""
+    import io
+    import struct
+    import zipfile
+    with zipfile.ZipFile(cache) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()}
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False,
+                                                "shape": (rows, 4)})
+    members[member] = head.getvalue() + bytes(16)
+    with zipfile.ZipFile(cache, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    data = bytearray(cache.read_bytes())
+    claimed = len(head.getvalue()) + rows * 16
+    i = data.find(b"PK\x01\x02")
+    while i >= 0:  # central directory entries: sizes at offset 20 (compressed, uncompressed)
+        name_len = struct.unpack("<H", data[i + 28:i + 30])[0]
+        if data[i + 46:i + 46 + name_len] == member.encode():
+            data[i + 20:i + 28] = struct.pack("<II", claimed, claimed)
+        i = data.find(b"PK\x01\x02", i + 1)
+    cache.write_bytes(bytes(data))
+
+
+def test_message_cache_ignored_for_a_size_overrun_names_a_reason(yolo_split, caplog):
+    source = str(yolo_split / "images" / "train")
+    scan_yolo(source, 2)
+    cache = yolo_split / "labels" / "train.yolov9lite-cache.npz"
+    overrun_member(cache)
+    with caplog.at_level(logging.WARNING, logger="yolov9lite.data"):
+        assert not scan_yolo(source, 2)[2]
+    line = next(r.getMessage() for r in caplog.records if "cache ignored" in r.getMessage())
+    reason = line.split(f"{cache}: ", 1)[1].split("; rescanning")[0]
+    assert "EOFError" in reason and "cut off" in reason, line
