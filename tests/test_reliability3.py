@@ -163,3 +163,63 @@ def test_message_cache_ignored_for_a_size_overrun_names_a_reason(yolo_split, cap
     line = next(r.getMessage() for r in caplog.records if "cache ignored" in r.getMessage())
     reason = line.split(f"{cache}: ", 1)[1].split("; rescanning")[0]
     assert "EOFError" in reason and "cut off" in reason, line
+
+
+# ------------------------------------------------------------------------------------- row 3
+@pytest.fixture(scope="module")
+def nano_weights(tmp_path_factory):
+    import torch
+
+    from yolov9lite import build_model
+    from yolov9lite.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("w") / "nano.pt",
+                           build_model("yolov9-nano", 3), names=["a", "b", "c"])
+
+
+def test_row3_export_never_writes_over_a_checkpoint_or_an_existing_file(nano_weights, tmp_path):
+    weights = tmp_path / "run" / "weights"
+    weights.mkdir(parents=True)
+    best, last = weights / "best.pt", weights / "last.pt"
+    best.write_bytes(nano_weights.read_bytes())
+    last.write_bytes(nano_weights.read_bytes() + b"resume state")
+    old_onnx = tmp_path / "existing.onnx"
+    old_onnx.write_bytes(b"an earlier export")
+    common = ["export", "--weights", str(best), "--img", "64", "--device", "cpu"]
+    ts = tmp_path / "m.torchscript"
+    cases = run_cli_cases([
+        common + ["--format", "torchscript", "--out", str(last)],
+        common + ["--format", "onnx", "--out", str(old_onnx)],
+        common + ["--format", "torchscript", "--out", str(ts), "--no-check"],
+        common + ["--format", "torchscript", "--out", str(ts), "--no-check"],
+        common + ["--format", "torchscript", "--out", str(ts), "--exist-ok"],
+    ], cwd=tmp_path)
+    (_, code1, err1), (_, code2, err2), (_, code3, _), (_, code4, err4), (_, code5, err5) = cases
+    assert code1 == 2 and "last.pt" in err1 and ".torchscript" in err1 and "Traceback" not in err1
+    assert last.read_bytes() == nano_weights.read_bytes() + b"resume state"
+    assert code2 == 2 and "exists" in err2 and "--exist-ok" in err2
+    assert old_onnx.read_bytes() == b"an earlier export"
+    assert code3 == 0 and ts.is_file()
+    assert code4 == 2 and "--exist-ok" in err4  # a second run does not replace the first
+    assert code5 == 0, err5  # asked for: replaced (and checked before the rename)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_row3_export_checks_its_file_before_the_rename(nano_weights, tmp_path):
+    from yolov9lite.export import ExportError, export
+
+    out = tmp_path / "m.torchscript"
+    out.write_bytes(b"previous export")
+
+    def failing_check(path):
+        assert path != out and path.parent == out.parent and path.suffix == ".torchscript"
+        raise ExportError("check failed")
+
+    with pytest.raises(ExportError, match="check failed"):
+        export(nano_weights, "torchscript", 64, out=out, exist_ok=True, check=failing_check)
+    assert out.read_bytes() == b"previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.torchscript"]  # no temp file left
+    with pytest.raises(ExportError, match="unknown|choose one of"):
+        export(nano_weights, "tflite", 64, out=tmp_path / "x.tflite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.torchscript"]
