@@ -223,3 +223,67 @@ def test_row3_export_checks_its_file_before_the_rename(nano_weights, tmp_path):
     with pytest.raises(ExportError, match="unknown|choose one of"):
         export(nano_weights, "tflite", 64, out=tmp_path / "x.tflite")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.torchscript"]
+
+
+# ------------------------------------------------------------------------------------ row 4, 9
+def test_row4_synthetic_set_is_never_written_into_a_users_dataset(tmp_path, monkeypatch):
+    mydata = tmp_path / "mydata"
+    (mydata / "images" / "train").mkdir(parents=True)
+    for k in range(3):
+        (mydata / "images" / "train" / f"{k}.jpg").write_bytes(b"user image %d" % k)
+    (mydata / "data.yaml").write_text("train: images/train\nval: images/train\nnames: [a]\n")
+    linked = tmp_path / "linked"  # a planted symlink mark vouches for nothing
+    (linked / "images").mkdir(parents=True)
+    (linked / "images" / "x.jpg").write_bytes(b"x")
+    (linked / ".yolov9lite-synthetic").symlink_to(mydata / "data.yaml")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    cases = []
+    for folder in (mydata, linked):
+        monkeypatch.setenv("YOLOV9LITE_SYNTHETIC", str(folder))
+        cases += run_cli_cases([["train", "--data", "synthetic", "--model", "gelan-nano",
+                                 "--img", "64", "--epochs", "1", "--device", "cpu",
+                                 "--project", str(tmp_path / "runs")]], cwd=tmp_path)
+    for (_, code, err), folder in zip(cases, (mydata, linked)):
+        assert code == 2 and str(folder) in err and "YOLOV9LITE_SYNTHETIC" in err, err
+        assert "Traceback" not in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_row4_synthetic_set_is_written_into_a_new_or_empty_folder_and_rewritten_there(tmp_path):
+    from yolov9lite.data import make_synthetic
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for root in (tmp_path / "new", empty):
+        yaml_path = make_synthetic(root, num_train=2, num_val=1, imgsz=64)
+        assert yaml_path.is_file() and (root / ".yolov9lite-synthetic").is_file()
+        make_synthetic(root, num_train=3, num_val=1, imgsz=64)  # other parameters: rewritten
+        assert len(list((root / "images" / "train").glob("*.jpg"))) == 3
+    legacy = tmp_path / "legacy"  # a set written before the mark existed: its manifest counts
+    make_synthetic(legacy, num_train=2, num_val=1, imgsz=64)
+    (legacy / ".yolov9lite-synthetic").unlink()
+    make_synthetic(legacy, num_train=2, num_val=1, imgsz=64, force=True)
+
+
+def test_row9_scratch_folder_never_wipes_a_folder_vouched_for_by_a_symlink(tmp_path):
+    from yolov9lite.runtime import SCRATCH_MARK, scratch_folder
+
+    real_mark = tmp_path / "real" / SCRATCH_MARK
+    real_mark.parent.mkdir()
+    real_mark.write_text("x")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.tex").write_text("years of work")
+    (victim / SCRATCH_MARK).symlink_to(real_mark)
+    with pytest.raises(ValueError, match="not a yolov9lite scratch folder"):
+        scratch_folder(victim)
+    assert (victim / "thesis.tex").read_text() == "years of work"
+    link = tmp_path / "link"  # the folder itself a symlink to a marked folder
+    link.symlink_to(real_mark.parent)
+    with pytest.raises(ValueError):
+        scratch_folder(link)
+    assert real_mark.is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (scratch_folder(empty) / SCRATCH_MARK).is_file()  # empty: taken
+    assert (scratch_folder(empty) / SCRATCH_MARK).is_file()  # marked: replaced
