@@ -287,3 +287,53 @@ def test_row9_scratch_folder_never_wipes_a_folder_vouched_for_by_a_symlink(tmp_p
     empty.mkdir()
     assert (scratch_folder(empty) / SCRATCH_MARK).is_file()  # empty: taken
     assert (scratch_folder(empty) / SCRATCH_MARK).is_file()  # marked: replaced
+
+
+# ------------------------------------------------------------------------------------- row 8
+def write_images(folder: Path, names: list[str], size: tuple[int, int] = (48, 64)) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for name in names:
+        cv2.imwrite(str(folder / name), rng.integers(0, 255, (*size, 3), np.uint8))
+
+
+def test_row8_predict_runs_never_replace_each_others_results(nano_weights, tmp_path):
+    for k in range(3):
+        write_images(tmp_path / f"src{k}", [f"img{k}.jpg"])
+    out = tmp_path / "out"
+    common = ["predict", "--weights", str(nano_weights), "--img", "64", "--device", "cpu",
+              "--out", str(out)]
+    cases = run_cli_cases([common + ["--source", str(tmp_path / f"src{k}")] for k in range(3)]
+                          + [common + ["--source", str(tmp_path / "src2"), "--exist-ok"]],
+                          cwd=tmp_path)
+    codes = [c for _, c, _ in cases]
+    assert codes == [0, 2, 2, 0], cases
+    for _, _, err in cases[1:3]:
+        assert "--exist-ok" in err and str(out) in err and "Traceback" not in err
+    records = json.loads((out / "detections.json").read_text())
+    assert [Path(r["image"]).name for r in records] == ["img2.jpg"]  # asked for: replaced
+    # an empty folder made beforehand is fine; a run that claimed a folder keeps it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    claimed = tmp_path / "claimed"
+    claimed.mkdir()
+    (claimed / "detections.json").write_text("[]")
+    cases = run_cli_cases([
+        ["predict", "--weights", str(nano_weights), "--img", "64", "--device", "cpu",
+         "--source", str(tmp_path / "src0"), "--out", str(folder)] for folder in (empty, claimed)
+    ], cwd=tmp_path)
+    assert [c for _, c, _ in cases] == [0, 2]
+    assert json.loads((claimed / "detections.json").read_text()) == []
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_row8_predict_output_folder_is_claimed_exclusively(tmp_path):
+    from yolov9lite.cliargs import CliError
+    from yolov9lite.predictor import claim_output_folder
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert claim_output_folder(folder, exist_ok=False) == folder  # the first run: claimed
+    with pytest.raises(CliError, match="not empty|another run"):
+        claim_output_folder(folder, exist_ok=False)  # a run started a moment later
+    assert claim_output_folder(folder, exist_ok=True) == folder

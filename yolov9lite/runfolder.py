@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import socket
+import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -162,20 +163,32 @@ def write_yaml(path: Path, data: dict) -> None:
     """Atomic write of a plain dict (json round trip: tuples become lists for yaml)."""
     import yaml
 
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False))
-    os.replace(tmp, path)
+    with temp_beside(path, "w") as f:
+        f.write(yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False))
 
 
 def write_csv(path: Path, history: list[dict]) -> None:
     """Rewritten every epoch from the history, so a resumed run never keeps stale rows."""
     keys = list(dict.fromkeys(k for row in history for k in row))
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with temp_beside(path, "w", newline="") as f:
         writer = csv.DictWriter(f, keys)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def temp_beside(path: Path, mode: str = "wb", **kwargs):
+    """A new file (``mkstemp``: O_EXCL, so never a planted symlink) next to ``path``, opened in
+    ``mode``; renamed over ``path`` when the block ends without an error, else removed."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def tensorboard_writer(save_dir: Path, enabled: bool):
