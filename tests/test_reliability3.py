@@ -337,3 +337,92 @@ def test_row8_predict_output_folder_is_claimed_exclusively(tmp_path):
     with pytest.raises(CliError, match="not empty|another run"):
         claim_output_folder(folder, exist_ok=False)  # a run started a moment later
     assert claim_output_folder(folder, exist_ok=True) == folder
+
+
+# ------------------------------------------------------------------------------------- row 5
+def jpeg_declaring(path: Path, width: int, height: int) -> Path:
+    """A 16x16 JPEG whose frame header (SOF0) is patched to declare width x height."""
+    ok, data = cv2.imencode(".jpg", np.full((16, 16, 3), 90, np.uint8))
+    data = bytearray(data.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def png_bomb(path: Path, width: int, height: int) -> Path:
+    """A valid 1-bit grey PNG of width x height zeros: tiny file, huge when decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    row = bytes(1 + (width + 7) // 8)  # filter byte + packed bits
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+BOMB_PROBE = """
+import json, resource, sys, time
+from yolov9lite.data.checks import ImageTooLarge, inspect_image
+from yolov9lite.data.dataset import read_image_bgr
+from yolov9lite.sources import _to_rgb_array
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+report = {}
+for path in sys.argv[1:]:
+    t0 = time.perf_counter()
+    shape, problems = inspect_image(path)
+    refused = []
+    for read in (_to_rgb_array, read_image_bgr):
+        try:
+            read(path)
+        except ImageTooLarge as e:
+            refused.append(str(e))
+    report[path] = {"scan": [shape, problems], "refused": refused,
+                    "seconds": time.perf_counter() - t0}
+report["rss_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+print(json.dumps(report))
+"""
+
+
+def test_row5_image_bombs_are_refused_from_their_header_in_little_time_and_memory(tmp_path):
+    bombs = [jpeg_declaring(tmp_path / "huge.jpg", 30000, 30000),
+             png_bomb(tmp_path / "bomb.png", 30000, 30000),
+             png_bomb(tmp_path / "big.png", 13000, 13000)]  # passed the scan before: 169 Mpx
+    assert bombs[1].stat().st_size < 200_000
+    out = subprocess.run([sys.executable, "-c", BOMB_PROBE, *map(str, bombs)],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.splitlines()[-1])
+    for path in map(str, bombs):
+        shape, problems = report[path]["scan"]
+        assert shape is None and problems[0][0] == "image too large", problems
+        assert len(report[path]["refused"]) == 2 and "Mpx" in report[path]["refused"][0]
+        assert report[path]["seconds"] < 2.0, report  # a bound, not a timing claim: decoding
+    assert report["rss_mb"] < 300, report  # the 30000^2 JPEG took 8.68 GB and 155 s
+
+
+def test_row5_predict_skips_a_bomb_with_a_warning_and_goes_on(nano_weights, tmp_path):
+    src = tmp_path / "src"
+    write_images(src, ["ok.jpg"])
+    jpeg_declaring(src / "huge.jpg", 30000, 30000)
+    ((_, code, err),) = run_cli_cases([["predict", "--weights", str(nano_weights), "--img", "64",
+                                        "--device", "cpu", "--source", str(src),
+                                        "--out", str(tmp_path / "out")]], cwd=tmp_path)
+    assert code == 0 and "huge.jpg" in err and "900 Mpx" in err and "skipped" in err, err
+    records = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert [Path(r["image"]).name for r in records] == ["ok.jpg"]
+
+
+def test_row5_scan_skips_images_above_the_pixel_bound(yolo_split):
+    png_bomb(yolo_split / "images" / "train" / "big.png", 13000, 13000)
+    records, report, _ = scan_yolo(str(yolo_split / "images" / "train"), 2)
+    assert len(records) == 4 and report.counts()["image too large"] == 1
+    assert any("13000x13000" in action for _, _, action in report.issues)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .cliargs import CliError
+from .data.checks import header_size  # one pixel bound for the scan, the loader and predict
 from .data.labels import IMAGE_SUFFIXES  # one list: what the dataset scan reads, we predict on
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
@@ -27,7 +28,12 @@ def _to_rgb_array(image) -> tuple[np.ndarray, str | None]:
     """An image as a uint8 HWC RGB array, and its path when it was given as one."""
     if isinstance(image, (str, os.PathLike)):
         import cv2
+        from PIL import UnidentifiedImageError
 
+        try:
+            header_size(image)  # the pixel bound, from the header, before any decoding
+        except UnidentifiedImageError:
+            pass  # not for PIL; OpenCV may still read it (and has its own bound)
         bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
         if bgr is None:
             raise OSError(f"cannot read image {image} (missing, unreadable or not an image)")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import MAX_IMAGE_PIXELS
 from .records import LOGGER, CacheError, ImageRecord, ScanReport
 
 CACHE_FORMAT = "yolov9lite-label-cache"
@@ -145,6 +146,10 @@ def decode_cache(npz, listed=None) -> tuple[list[ImageRecord], ScanReport]:
     check_counts(n_obj, m, "objects")
     check_counts(n_pts, len(arrays["points"]), "polygon points")
     check_cached_paths(paths, listed)
+    shapes = arrays["shapes"]
+    if len(shapes) and (shapes.min() < 1 or (shapes.max(1).astype(object) * shapes.min(1)).max()
+                        > MAX_IMAGE_PIXELS):
+        raise CacheError("an image shape is empty or larger than the pixel bound")
     object_has_segment = np.repeat(has_seg, n_obj)
     if (n_pts[object_has_segment] < 1).any() or (n_pts[~object_has_segment] != 0).any():
         raise CacheError("polygon point counts disagree with the segment flags")

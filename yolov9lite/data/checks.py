@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,35 @@ from PIL import Image
 from .records import SAMPLE_BYTES, ScanReport
 
 MIN_IMAGE_SIDE = 4  # smaller images cannot hold a box the filters would keep
+# The one pixel bound of the scan, the loader and predict: ~100 Mpx (10000 x 10000, 300 MB as
+# RGB). It is read from the header before anything is decoded, so a 200 KB file that declares
+# 30000 x 30000 (a "decompression bomb") costs nothing. PIL's own check (Image.MAX_IMAGE_PIXELS)
+# only warns below twice its 89 Mpx, and OpenCV's allows 1 Gpx, hence a bound of our own.
+MAX_IMAGE_PIXELS = 100_000_000
+
+
+class ImageTooLarge(OSError):
+    """An image whose header declares more than `MAX_IMAGE_PIXELS` pixels."""
+
+
+def header_size(path) -> tuple[int, int]:
+    """(width, height) as the file's header declares them, nothing decoded (PIL's `Image.open`
+    reads the header only). Raises `ImageTooLarge` above `MAX_IMAGE_PIXELS`, and what PIL
+    raises for a file it cannot identify."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Image.DecompressionBombError as e:  # PIL refuses > 2 x its limit while opening
+        found = re.search(r"\((\d+) pixels\)", str(e))  # PIL names the count, not the sides
+        size = f"{int(found[1]) / 1e6:.0f} Mpx" if found else "its size"
+        raise ImageTooLarge(f"{path}: the header declares {size}, more than "
+                            f"{MAX_IMAGE_PIXELS // 10**6} Mpx, the largest image read; "
+                            "downscale it") from None
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ImageTooLarge(f"{path}: {w}x{h} px ({w * h / 1e6:.0f} Mpx) is more than "
+                            f"{MAX_IMAGE_PIXELS // 10**6} Mpx, the largest image read; "
+                            "downscale it")
+    return w, h
 
 
 # ---------------------------------------------------------------------------------------------
@@ -34,6 +64,12 @@ def inspect_image(path: Path) -> tuple[tuple[int, int] | None, list[tuple[str, s
     loader then decodes what is there (missing rows come out grey).
     """
     problems = []
+    try:
+        header_size(path)  # before verify(), which may decompress
+    except ImageTooLarge as e:
+        return None, [("image too large", f"skipped ({str(e).split(': ', 1)[1]})")]
+    except Exception as e:  # noqa: BLE001 - any decoder error means the same thing here
+        return None, [("corrupt image", f"skipped ({type(e).__name__}: {e})")]
     try:
         with Image.open(path) as im:
             im.verify()

@@ -28,6 +28,7 @@ from PIL import Image, ImageFile, ImageOps
 
 from . import augment as A
 from .instances import Instances, cxcywh_to_xyxy, resample_segments, xyxy_to_cxcywh
+from .checks import header_size
 from .records import LOGGER, ImageRecord
 
 MAX_RETRIES = 10  # how many other images to try when one fails to decode mid-epoch
@@ -42,6 +43,7 @@ def read_image_bgr(path: str, reduce: int = 1) -> np.ndarray:
     """
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
+    header_size(path)  # the pixel bound, from the header: no decoder ever sees a bomb
     image = cv2.imread(path, flag)
     if image is not None:
         return image
