@@ -426,3 +426,71 @@ def test_row5_scan_skips_images_above_the_pixel_bound(yolo_split):
     records, report, _ = scan_yolo(str(yolo_split / "images" / "train"), 2)
     assert len(records) == 4 and report.counts()["image too large"] == 1
     assert any("13000x13000" in action for _, _, action in report.issues)
+
+
+# ------------------------------------------------------------------------------------- row 6
+def alias_bomb(key: str, levels: int = 9) -> str:
+    """~500 bytes of YAML whose `key` expands to 9**9 (387 million) strings."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for k in range(1, levels):
+        p = f"*a{k - 1}"
+        lines.append(f"a{k}: &a{k} [{', '.join([p] * 9)}]")
+    return "\n".join(lines) + f"\n{key}: *a{levels - 1}\n"
+
+
+ALIAS_PROBE = """
+import json, resource, sys, time
+from yolov9lite.data.config import DataConfigError, load_data_config
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+report = {}
+for path in sys.argv[1:]:
+    t0 = time.perf_counter()
+    try:
+        load_data_config(path)
+        report[path] = ["accepted", 0]
+    except DataConfigError as e:
+        report[path] = [str(e), time.perf_counter() - t0]
+report["rss_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+print(json.dumps(report))
+"""
+
+
+def test_row6_yaml_alias_bombs_are_refused_without_expanding(yolo_split, tmp_path):
+    files = []
+    for key in ("names", "train", "path", "nc", "val_json", "category_ids"):
+        text = alias_bomb(key)
+        assert len(text) < 700
+        if key != "train":
+            text += "train: images/train\n"
+        if key not in ("names",):
+            text += "names: [a, b]\n"
+        text += "val: images/train\n"
+        path = yolo_split / f"bomb_{key}.yaml"
+        path.write_text(text)
+        files.append(path)
+    out = subprocess.run([sys.executable, "-c", ALIAS_PROBE, *map(str, files)],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.splitlines()[-1])
+    for key, path in zip(("names", "train", "path", "nc", "val_json", "category_ids"), files):
+        message, seconds = report[str(path)]
+        assert f"'{key}'" in message and len(message) < 300, message
+        assert seconds < 2.0, report
+    assert report["rss_mb"] < 300, report
+    ((_, code, err),) = run_cli_cases([["train", "--data", str(files[0]), "--epochs", "1",
+                                        "--device", "cpu", "--project", str(tmp_path / "r")]],
+                                      cwd=tmp_path)
+    assert code == 2 and "'names'" in err and "Traceback" not in err, err
+
+
+def test_row6_names_must_be_scalars(tmp_path):
+    from yolov9lite.data.config import DataConfigError, load_data_config
+
+    (tmp_path / "images").mkdir()
+    for names in ("[[a, b], c]", "{0: [x], 1: y}", "[{a: 1}]"):
+        (tmp_path / "d.yaml").write_text(f"train: images\nval: images\nnames: {names}\n")
+        with pytest.raises(DataConfigError, match="'names' must hold plain names"):
+            load_data_config(tmp_path / "d.yaml")
+    (tmp_path / "d.yaml").write_text("train: images\nval: images\nnames: {0: cat, 1: 7}\n")
+    assert load_data_config(tmp_path / "d.yaml")["names"] == ["cat", "7"]
