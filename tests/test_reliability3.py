@@ -494,3 +494,31 @@ def test_row6_names_must_be_scalars(tmp_path):
             load_data_config(tmp_path / "d.yaml")
     (tmp_path / "d.yaml").write_text("train: images\nval: images\nnames: {0: cat, 1: 7}\n")
     assert load_data_config(tmp_path / "d.yaml")["names"] == ["cat", "7"]
+
+
+# ------------------------------------------------------------------------- row 10, class 1.5
+def test_row10_many_boxes_in_one_image_are_warned_about(yolo_split, caplog):
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0.2, 0.8, (1500, 2))
+    lines = [f"0 {x:.5f} {y:.5f} 0.01 0.01" for x, y in xy]
+    (yolo_split / "labels" / "train" / "000001.txt").write_text("\n".join(lines) + "\n")
+    with caplog.at_level(logging.WARNING, logger="yolov9lite.data"):
+        from yolov9lite.data.labels import load_records
+
+        records, report = load_records({"images": str(yolo_split / "images" / "train")}, 2,
+                                       "train", use_cache=False)
+    assert max(len(r.cls) for r in records) == 1500  # kept: only a warning
+    assert report.counts()["many boxes"] == 1
+    assert any("many boxes" in m and "000001.jpg" in m and "1500 boxes" in m and "1,000" in m
+               for m in caplog.messages)
+    assert report.counts()["many boxes"] == 1 and sum(report.counts().values()) == 1
+
+
+def test_message_a_fractional_class_id_is_not_called_out_of_range(yolo_split):
+    (yolo_split / "labels" / "train" / "000001.txt").write_text(
+        "1.5 0.5 0.5 0.2 0.2\n7 0.5 0.5 0.3 0.3\n1 0.4 0.4 0.2 0.2\n")
+    records, report, _ = scan_yolo(str(yolo_split / "images" / "train"), 2, use_cache=False)
+    issues = {kind: action for kind, _, action in report.issues}
+    assert issues["non-integer class id"].startswith("dropped 1 boxes with class [1.5]")
+    assert issues["class id out of range"].startswith("dropped 1 boxes with class [7]")
+    assert [len(r.cls) for r in records] == [1, 1, 1, 1]

@@ -26,6 +26,7 @@ MIN_IMAGE_SIDE = 4  # smaller images cannot hold a box the filters would keep
 # 30000 x 30000 (a "decompression bomb") costs nothing. PIL's own check (Image.MAX_IMAGE_PIXELS)
 # only warns below twice its 89 Mpx, and OpenCV's allows 1 Gpx, hence a bound of our own.
 MAX_IMAGE_PIXELS = 100_000_000
+MANY_BOXES = 1000  # objects in one image above which the scan warns (COCO's most is ~100)
 
 
 class ImageTooLarge(OSError):
@@ -189,11 +190,17 @@ def clean_labels(cls: np.ndarray, boxes: np.ndarray, segments: list[np.ndarray],
                    "NaN or inf values")
         cls, boxes = np.where(finite, cls, -1), np.where(finite[:, None], boxes, 0.0)
         segments = [s if ok else np.zeros((1, 2), np.float32) for s, ok in zip(segments, finite)]
-    keep = (cls >= 0) & (cls < nc) & (cls == np.round(cls))
-    if not (keep | ~finite).all():
-        bad = sorted(set(cls[~keep & finite].tolist()))
-        report.add("class id out of range", file, f"dropped {int((~keep & finite).sum())} boxes "
-                   f"with class {bad} (nc={nc})")
+    whole = cls == np.round(cls)
+    if not (whole | ~finite).all():  # 1.5 is not a class id at all, whatever nc is
+        bad = sorted(set(cls[~whole & finite].tolist()))
+        report.add("non-integer class id", file, f"dropped {int((~whole & finite).sum())} "
+                   f"boxes with class {short_list(bad)} (class ids are whole numbers 0..{nc - 1})")
+    keep = (cls >= 0) & (cls < nc) & whole
+    if not (keep | ~finite | ~whole).all():
+        out_of_range = ~keep & finite & whole
+        bad = sorted(set(cls[out_of_range].tolist()))
+        report.add("class id out of range", file, f"dropped {int(out_of_range.sum())} boxes "
+                   f"with class {short_list(bad)} (nc={nc})")
     xyxy = np.concatenate([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], 1)
     outside = ((xyxy < -1e-6) | (xyxy > 1 + 1e-6)).any(1) & keep
     if segments:
@@ -214,7 +221,16 @@ def clean_labels(cls: np.ndarray, boxes: np.ndarray, segments: list[np.ndarray],
         report.add("duplicate labels", file, f"dropped {int(dup.sum())} repeated rows")
     keep &= unique
     segments = [s for s, k in zip(segments, keep) if k] if segments else []
+    if keep.sum() > MANY_BOXES:
+        report.add("many boxes", file, f"kept {int(keep.sum())} boxes; more than "
+                   f"{MANY_BOXES:,} in one image makes the assigner slow and memory-hungry "
+                   "(COCO has at most ~100); check the label file")
     return cls[keep].astype(np.int64), boxes[keep].astype(np.float32), segments
+
+
+def short_list(values: list, limit: int = 5) -> str:
+    shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"
 
 
 def first_occurrences(rows: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ SKIP_KINDS = {"corrupt image", "missing image", "image too small", "image too la
 REPAIR_KINDS = {"truncated JPEG", "converted image mode", "EXIF rotation", "missing label file",
                 "empty label file", "bad label line", "non-finite label values",
                 "label file encoding", "coordinates outside [0, 1]", "class id out of range",
+                "non-integer class id",
                 "unknown category", "bad annotation", "zero-area box", "duplicate labels",
                 "size mismatch"}
 
