@@ -522,3 +522,56 @@ def test_message_a_fractional_class_id_is_not_called_out_of_range(yolo_split):
     assert issues["non-integer class id"].startswith("dropped 1 boxes with class [1.5]")
     assert issues["class id out of range"].startswith("dropped 1 boxes with class [7]")
     assert [len(r.cls) for r in records] == [1, 1, 1, 1]
+
+
+# ------------------------------------------------------------------------------------ row 12
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
+
+
+def parameter_cells(notebook: Path) -> tuple[str, str]:
+    """(source of the `parameters` cell, source of the cell after it: the check)."""
+    cells = json.loads(notebook.read_text())["cells"]
+    i = next(k for k, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
+    return "".join(cells[i]["source"]), "".join(cells[i + 1]["source"])
+
+
+def run_check_cell(notebook: Path, injected: str, monkeypatch) -> None:
+    """Execute the notebook's own check cell as papermill would see it: after the parameters
+    cell and (if any) an injected cell."""
+    from yolov9lite import nbparams
+
+    params, check = parameter_cells(notebook)
+    history = [params] + ([f"# Parameters\n{injected}"] if injected else []) + [check]
+    monkeypatch.setattr(nbparams, "_cell_history", lambda: history)
+    exec(compile(check, str(notebook), "exec"), {})
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_row12_every_notebook_checks_ranges_of_declared_parameters(notebook, monkeypatch):
+    import ast
+
+    from yolov9lite.nbparams import ParameterError, declared_parameters
+
+    params, check = parameter_cells(notebook)
+    call = next(n for n in ast.walk(ast.parse(check)) if isinstance(n, ast.Call)
+                and getattr(n.func, "id", "") == "check_parameters")
+    ranged = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    names = [n for v in ranged.values() for n in v]
+    assert names and set(names) <= set(declared_parameters(params)), notebook
+    run_check_cell(notebook, "", monkeypatch)  # the defaults are in range
+    first = ranged["positive"][0]
+    with pytest.raises(ParameterError, match=f"'{first}' must be"):
+        run_check_cell(notebook, f"{first} = 0\n", monkeypatch)
+
+
+def test_row12_notebook_02_refuses_the_reported_values_naming_them(monkeypatch):
+    from yolov9lite.nbparams import ParameterError
+
+    nb = ROOT / "notebooks" / "02_reversible_functions.ipynb"
+    for injected, needle in (("max_depth = -3", "'max_depth' must be at least 1"),
+                             ("toy_steps = 0", "'toy_steps' must be at least 1"),
+                             ("mask_ratio = 1.5", "'mask_ratio' must be between 0 and 1"),
+                             ("seeds = [0, -1]", "'seeds' must be at least 0 (every entry)")):
+        with pytest.raises(ParameterError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+            run_check_cell(nb, injected + "\n", monkeypatch)
+    run_check_cell(nb, "max_depth = 3\ntoy_steps = 1\nmask_ratio = 1.0\n", monkeypatch)
