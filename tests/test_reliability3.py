@@ -575,3 +575,49 @@ def test_row12_notebook_02_refuses_the_reported_values_naming_them(monkeypatch):
         with pytest.raises(ParameterError, match=needle.replace("(", r"\(").replace(")", r"\)")):
             run_check_cell(nb, injected + "\n", monkeypatch)
     run_check_cell(nb, "max_depth = 3\ntoy_steps = 1\nmask_ratio = 1.0\n", monkeypatch)
+
+
+# ------------------------------------------------------------------------ messages: full disk
+def fake_run(folder: Path):
+    from types import SimpleNamespace
+
+    weights = folder / "weights"
+    weights.mkdir(parents=True)
+    state = SimpleNamespace(ema=None, model=None, state_dict=lambda: {})
+    return SimpleNamespace(state=state, names=[], cfg=SimpleNamespace(to_dict=lambda: {}),
+                           last=weights / "last.pt", best=weights / "best.pt")
+
+
+@pytest.mark.parametrize("failure", ["enospc", "torch"])
+def test_message_full_disk_names_the_cause_and_the_best_pt_that_was_written(tmp_path,
+                                                                             monkeypatch,
+                                                                             failure):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    import yolov9lite.checkpoint as C
+    from yolov9lite.config import TrainError
+    from yolov9lite.runfolder import save_training_checkpoint
+
+    run = fake_run(tmp_path / "exp")
+    run.best.write_bytes(b"best of epoch 1")  # best.pt went through, then the disk filled
+
+    def full(path, *args, **kwargs):
+        if failure == "enospc":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 3392")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(C, "save_checkpoint", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 4096, 4096))
+    with pytest.raises(TrainError) as info:
+        save_training_checkpoint(run, run.last)
+    message = str(info.value)
+    assert "no space left on device" in message.lower(), message
+    assert "no checkpoint was written" not in message
+    assert str(run.best) in message and "was written" in message
+    # with the previous epoch's last.pt on disk, the message says how to resume
+    run.last.write_bytes(b"epoch 1")
+    with pytest.raises(TrainError, match="resume with --resume"):
+        save_training_checkpoint(run, run.last)
