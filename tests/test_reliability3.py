@@ -621,3 +621,31 @@ def test_message_full_disk_names_the_cause_and_the_best_pt_that_was_written(tmp_
     run.last.write_bytes(b"epoch 1")
     with pytest.raises(TrainError, match="resume with --resume"):
         save_training_checkpoint(run, run.last)
+
+
+# ------------------------------------------------------------------------- messages: SIGTERM
+def test_message_sigterm_is_handled_like_ctrl_c(tmp_path):
+    import signal
+    import time
+
+    from yolov9lite.data import make_synthetic
+
+    data = make_synthetic(tmp_path / "d", num_train=8, num_val=4, imgsz=64, seed=1)
+    argv = [sys.executable, "-m", "yolov9lite", "train", "--data", str(data), "--project",
+            str(tmp_path / "runs"), "--epochs", "200", "--quiet", "--no-tensorboard",
+            "--no-plots", "--img", "64", "--batch", "4", "--max-batches", "1", "--workers", "0",
+            "--device", "cpu", "--warmup-epochs", "0", "--close-mosaic", "0",
+            "--model", "gelan-nano"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    last = tmp_path / "runs" / "exp" / "weights" / "last.pt"
+    deadline = time.monotonic() + 240
+    while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err[-2000:]
+    assert err.strip().endswith(f"yolov9lite train: terminated (SIGTERM); interrupted; resume "
+                                f"with yolov9lite train --resume {last}"), err[-2000:]
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs" / "exp" / "train.lock").exists()
