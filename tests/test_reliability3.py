@@ -649,3 +649,23 @@ def test_message_sigterm_is_handled_like_ctrl_c(tmp_path):
                                 f"with yolov9lite train --resume {last}"), err[-2000:]
     assert "Traceback" not in err
     assert not (tmp_path / "runs" / "exp" / "train.lock").exists()
+
+
+# ------------------------------------------------------------------ messages: --name, at once
+def test_message_run_folder_name_is_refused_before_the_dataset_scan(tmp_path, monkeypatch):
+    import yolov9lite.data.labels as labels
+
+    scanned = []
+    monkeypatch.setattr(labels, "check_images", lambda *a: scanned.append(a) or {})
+    from yolov9lite.config import TrainConfig, TrainError
+
+    for bad in ("../../escape", "a/b", "..", ""):
+        with pytest.raises(TrainError, match="--name .*plain folder name"):
+            TrainConfig(name=bad)
+    cases = run_cli_cases([
+        ["train", "--data", "synthetic", "--name", "../../escape", "--device", "cpu"],
+        ["val", "--weights", "missing.pt", "--data", "synthetic", "--name", "../../escape"],
+    ], cwd=tmp_path)
+    for argv, code, err in cases:
+        assert code == 2 and "--name '../../escape'" in err and "plain folder name" in err, err
+    assert not (tmp_path / "runs").exists() and not scanned  # nothing generated or scanned
