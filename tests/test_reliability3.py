@@ -669,3 +669,35 @@ def test_message_run_folder_name_is_refused_before_the_dataset_scan(tmp_path, mo
     for argv, code, err in cases:
         assert code == 2 and "--name '../../escape'" in err and "plain folder name" in err, err
     assert not (tmp_path / "runs").exists() and not scanned  # nothing generated or scanned
+
+
+# --------------------------------------------------------- messages: .gif and FIFOs, counted
+def test_message_predict_counts_what_it_skips_in_a_source_folder(nano_weights, tmp_path):
+    src = tmp_path / "src"
+    write_images(src, ["a.jpg"])
+    Image = pytest.importorskip("PIL.Image")
+    for k in range(2):
+        Image.new("RGB", (8, 8)).save(src / f"anim{k}.gif")
+    os.mkfifo(src / "stream.jpg")  # named like an image; reading it would block
+    ((_, code, err),) = run_cli_cases([["predict", "--weights", str(nano_weights), "--img", "64",
+                                        "--device", "cpu", "--source", str(src),
+                                        "--out", str(tmp_path / "out")]], cwd=tmp_path)
+    assert code == 0, err
+    assert "skipped 2 files that are not images or videos (.gif: 2" in err, err
+    assert "skipped 1 entries that are not regular files" in err and "stream.jpg" in err, err
+
+
+def test_message_dataset_scan_counts_files_that_are_not_images(yolo_split, caplog):
+    from PIL import Image
+
+    folder = yolo_split / "images" / "train"
+    Image.new("RGB", (8, 8)).save(folder / "anim.gif")
+    os.mkfifo(folder / "pipe")
+    os.mkfifo(folder / "pipe.jpg")
+    with caplog.at_level(logging.WARNING, logger="yolov9lite.data"):
+        records, report, _ = scan_yolo(str(folder), 2, use_cache=False)
+        report.log()
+    assert len(records) == 4
+    assert any("2 files are not images" in m and ".gif: 1" in m and "(no suffix): 1" in m
+               for m in caplog.messages), caplog.messages
+    assert report.counts()["missing image"] == 1  # pipe.jpg: "skipped (not a file)"

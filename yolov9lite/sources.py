@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,7 +77,10 @@ def list_sources(source: str | os.PathLike) -> list[Path]:
     wanted = IMAGE_SUFFIXES + VIDEO_SUFFIXES
     path = Path(text)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in wanted and p.is_file())
+        entries = [p for p in path.rglob("*") if not p.is_dir()]
+        files = sorted(p for p in entries if p.suffix.lower() in wanted and p.is_file())
+        warn_skipped(path, [p for p in entries if p.suffix.lower() not in wanted],
+                     [p for p in entries if p.suffix.lower() in wanted and not p.is_file()])
         if not files:
             raise FileNotFoundError(f"--source {path}: no images or videos "
                                     f"({', '.join(s[1:] for s in wanted)}) in this folder or below")
@@ -89,6 +94,22 @@ def list_sources(source: str | os.PathLike) -> list[Path]:
             raise FileNotFoundError(f"--source {text}: the pattern matches no image or video")
         return files
     raise FileNotFoundError(f"--source {text}: no such file or folder")
+
+
+def warn_skipped(folder: Path, other: list[Path], special: list[Path]) -> None:
+    """One line each on stderr for what a source folder holds that is not read: files of other
+    types (e.g. .gif, counted by suffix) and entries that are not regular files (FIFOs,
+    sockets, devices, broken links), which would block or fail a read."""
+    if other:
+        kinds = Counter(p.suffix.lower() or "(no suffix)" for p in other)
+        listed = ", ".join(f"{k}: {n}" for k, n in kinds.most_common(5))
+        print(f"warning: --source {folder}: skipped {len(other)} files that are not images or "
+              f"videos ({listed}; read: {', '.join(s[1:] for s in IMAGE_SUFFIXES)}, videos)",
+              file=sys.stderr)
+    if special:
+        print(f"warning: --source {folder}: skipped {len(special)} entries that are not regular "
+              f"files (FIFOs, sockets, devices or broken links; e.g. {special[0]})",
+              file=sys.stderr)
 
 
 def iter_video(path: str | os.PathLike | int) -> Iterator[tuple[int, np.ndarray, float]]:
