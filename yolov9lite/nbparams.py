@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 
 INJECTED_HEADER = "# Parameters"  # papermill's first line of the injected cell
 TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict,
@@ -130,7 +131,7 @@ def range_problems(values: dict, positive=(), nonnegative=(), unit=()) -> list[s
         for name in names:
             if name not in values:
                 continue
-            bad = [v for v in _numbers(values[name]) if not (v == v and ok(v))]  # v == v: not NaN
+            bad = [v for v in _numbers(values[name]) if math.isnan(v) or not ok(v)]
             if bad:
                 each = " (every entry)" if isinstance(values[name], (list, tuple)) else ""
                 out.append(f"parameter {name!r} must be {what(bad[0])}{each}, got "

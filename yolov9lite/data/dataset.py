@@ -27,8 +27,8 @@ import torch
 from PIL import Image, ImageFile, ImageOps
 
 from . import augment as A
-from .instances import Instances, cxcywh_to_xyxy, resample_segments, xyxy_to_cxcywh
 from .checks import header_size
+from .instances import Instances, cxcywh_to_xyxy, resample_segments, xyxy_to_cxcywh
 from .records import LOGGER, ImageRecord
 
 MAX_RETRIES = 10  # how many other images to try when one fails to decode mid-epoch
