@@ -189,21 +189,21 @@ def test_row3_export_never_writes_over_a_checkpoint_or_an_existing_file(nano_wei
     old_onnx.write_bytes(b"an earlier export")
     common = ["export", "--weights", str(best), "--img", "64", "--device", "cpu"]
     ts = tmp_path / "m.torchscript"
+    ts.write_bytes(b"an earlier torchscript export")
     cases = run_cli_cases([
         common + ["--format", "torchscript", "--out", str(last)],
         common + ["--format", "onnx", "--out", str(old_onnx)],
         common + ["--format", "torchscript", "--out", str(ts), "--no-check"],
-        common + ["--format", "torchscript", "--out", str(ts), "--no-check"],
         common + ["--format", "torchscript", "--out", str(ts), "--exist-ok"],
     ], cwd=tmp_path)
-    (_, code1, err1), (_, code2, err2), (_, code3, _), (_, code4, err4), (_, code5, err5) = cases
+    (_, code1, err1), (_, code2, err2), (_, code4, err4), (_, code5, err5) = cases
     assert code1 == 2 and "last.pt" in err1 and ".torchscript" in err1 and "Traceback" not in err1
     assert last.read_bytes() == nano_weights.read_bytes() + b"resume state"
     assert code2 == 2 and "exists" in err2 and "--exist-ok" in err2
     assert old_onnx.read_bytes() == b"an earlier export"
-    assert code3 == 0 and ts.is_file()
-    assert code4 == 2 and "--exist-ok" in err4  # a second run does not replace the first
+    assert code4 == 2 and "--exist-ok" in err4  # an earlier export is not replaced
     assert code5 == 0, err5  # asked for: replaced (and checked before the rename)
+    assert ts.read_bytes() != b"an earlier torchscript export"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
@@ -298,33 +298,51 @@ def write_images(folder: Path, names: list[str], size: tuple[int, int] = (48, 64
         cv2.imwrite(str(folder / name), rng.integers(0, 255, (*size, 3), np.uint8))
 
 
-def test_row8_predict_runs_never_replace_each_others_results(nano_weights, tmp_path):
+@pytest.fixture(scope="module")
+def predict_runs(nano_weights, tmp_path_factory):
+    """Every `predict` case of this module, in order, in one process (torch imported once):
+    (root folder, {case: (exit code, stderr)})."""
+    root = tmp_path_factory.mktemp("predict")
     for k in range(3):
-        write_images(tmp_path / f"src{k}", [f"img{k}.jpg"])
-    out = tmp_path / "out"
-    common = ["predict", "--weights", str(nano_weights), "--img", "64", "--device", "cpu",
-              "--out", str(out)]
-    cases = run_cli_cases([common + ["--source", str(tmp_path / f"src{k}")] for k in range(3)]
-                          + [common + ["--source", str(tmp_path / "src2"), "--exist-ok"]],
-                          cwd=tmp_path)
-    codes = [c for _, c, _ in cases]
-    assert codes == [0, 2, 2, 0], cases
-    for _, _, err in cases[1:3]:
+        write_images(root / f"src{k}", [f"img{k}.jpg"])
+    write_images(root / "bomb", ["ok.jpg"])
+    jpeg_declaring(root / "bomb" / "huge.jpg", 30000, 30000)  # row 5
+    write_images(root / "mixed", ["a.jpg"])
+    for k in range(2):
+        cv2.imwrite(str(root / "mixed" / f"anim{k}.png"), np.zeros((8, 8, 3), np.uint8))
+        (root / "mixed" / f"anim{k}.png").rename(root / "mixed" / f"anim{k}.gif")
+    os.mkfifo(root / "mixed" / "stream.jpg")  # named like an image; reading it would block
+    (root / "empty").mkdir()
+    (root / "claimed").mkdir()
+    (root / "claimed" / "detections.json").write_text("[]")
+    common = ["predict", "--weights", str(nano_weights), "--img", "64", "--device", "cpu"]
+    out = ["--out", str(root / "out")]
+    cases = {
+        "first": common + ["--source", str(root / "src0")] + out,
+        "second": common + ["--source", str(root / "src1")] + out,
+        "third": common + ["--source", str(root / "src2")] + out,
+        "exist_ok": common + ["--source", str(root / "src2"), "--exist-ok"] + out,
+        "empty": common + ["--source", str(root / "src0"), "--out", str(root / "empty")],
+        "claimed": common + ["--source", str(root / "src0"), "--out", str(root / "claimed")],
+        "bomb": common + ["--source", str(root / "bomb"), "--out", str(root / "bomb_out")],
+        "mixed": common + ["--source", str(root / "mixed"), "--out", str(root / "mixed_out")],
+    }
+    results = run_cli_cases(list(cases.values()), cwd=root)
+    return root, {name: (code, err) for name, (_, code, err) in zip(cases, results)}
+
+
+def test_row8_predict_runs_never_replace_each_others_results(predict_runs):
+    root, runs = predict_runs
+    out = root / "out"
+    assert [runs[k][0] for k in ("first", "second", "third", "exist_ok")] == [0, 2, 2, 0], runs
+    for k in ("second", "third"):
+        err = runs[k][1]
         assert "--exist-ok" in err and str(out) in err and "Traceback" not in err
     records = json.loads((out / "detections.json").read_text())
     assert [Path(r["image"]).name for r in records] == ["img2.jpg"]  # asked for: replaced
     # an empty folder made beforehand is fine; a run that claimed a folder keeps it
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    claimed = tmp_path / "claimed"
-    claimed.mkdir()
-    (claimed / "detections.json").write_text("[]")
-    cases = run_cli_cases([
-        ["predict", "--weights", str(nano_weights), "--img", "64", "--device", "cpu",
-         "--source", str(tmp_path / "src0"), "--out", str(folder)] for folder in (empty, claimed)
-    ], cwd=tmp_path)
-    assert [c for _, c, _ in cases] == [0, 2]
-    assert json.loads((claimed / "detections.json").read_text()) == []
+    assert runs["empty"][0] == 0 and runs["claimed"][0] == 2
+    assert json.loads((root / "claimed" / "detections.json").read_text()) == []
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -410,15 +428,11 @@ def test_row5_image_bombs_are_refused_from_their_header_in_little_time_and_memor
     assert report["rss_mb"] < 300, report  # the 30000^2 JPEG took 8.68 GB and 155 s
 
 
-def test_row5_predict_skips_a_bomb_with_a_warning_and_goes_on(nano_weights, tmp_path):
-    src = tmp_path / "src"
-    write_images(src, ["ok.jpg"])
-    jpeg_declaring(src / "huge.jpg", 30000, 30000)
-    ((_, code, err),) = run_cli_cases([["predict", "--weights", str(nano_weights), "--img", "64",
-                                        "--device", "cpu", "--source", str(src),
-                                        "--out", str(tmp_path / "out")]], cwd=tmp_path)
+def test_row5_predict_skips_a_bomb_with_a_warning_and_goes_on(predict_runs):
+    root, runs = predict_runs
+    code, err = runs["bomb"]
     assert code == 0 and "huge.jpg" in err and "900 Mpx" in err and "skipped" in err, err
-    records = json.loads((tmp_path / "out" / "detections.json").read_text())
+    records = json.loads((root / "bomb_out" / "detections.json").read_text())
     assert [Path(r["image"]).name for r in records] == ["ok.jpg"]
 
 
@@ -673,16 +687,9 @@ def test_message_run_folder_name_is_refused_before_the_dataset_scan(tmp_path, mo
 
 
 # --------------------------------------------------------- messages: .gif and FIFOs, counted
-def test_message_predict_counts_what_it_skips_in_a_source_folder(nano_weights, tmp_path):
-    src = tmp_path / "src"
-    write_images(src, ["a.jpg"])
-    Image = pytest.importorskip("PIL.Image")
-    for k in range(2):
-        Image.new("RGB", (8, 8)).save(src / f"anim{k}.gif")
-    os.mkfifo(src / "stream.jpg")  # named like an image; reading it would block
-    ((_, code, err),) = run_cli_cases([["predict", "--weights", str(nano_weights), "--img", "64",
-                                        "--device", "cpu", "--source", str(src),
-                                        "--out", str(tmp_path / "out")]], cwd=tmp_path)
+def test_message_predict_counts_what_it_skips_in_a_source_folder(predict_runs):
+    _, runs = predict_runs
+    code, err = runs["mixed"]
     assert code == 0, err
     assert "skipped 2 files that are not images or videos (.gif: 2" in err, err
     assert "skipped 1 entries that are not regular files" in err and "stream.jpg" in err, err
