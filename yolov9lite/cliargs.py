@@ -12,7 +12,8 @@ one help text, and every ``--help`` shows the defaults:
 * :func:`refuse_overwrite` -- an output may never be one of the inputs;
 * :func:`run_cli` -- wraps a command's ``main(argv)``: bad input (``ValueError`` and its
   subclasses, ``OSError``, checkpoint errors, YAML errors) and Ctrl-C end with one line
-  ``yolov9lite <cmd>: error: ...`` and exit code 2, never a traceback.
+  ``yolov9lite <cmd>: error: ...`` and exit code 2, never a traceback; SIGTERM is handled like
+  Ctrl-C (the command's message, its locks released).
 
 How a command uses it (``train`` can do the same with its generated parser)::
 
@@ -31,9 +32,12 @@ Set ``YOLOV9LITE_TRACEBACK=1`` to get the full traceback of an error (for bug re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -232,6 +236,28 @@ def error_line(prog: str, err: BaseException) -> str:
     return f"{prog}: error: {text}"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM, Kubernetes and ``kill`` send), raised in the main thread so that it
+    unwinds like Ctrl-C: ``finally`` blocks run, locks are released, the message is printed."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_cli(prog: str, interrupted: str | Callable[[], str] = "interrupted"):
     """Decorator for a command's ``main(argv) -> int``: known errors become one line + exit 2.
 
@@ -246,10 +272,12 @@ def run_cli(prog: str, interrupted: str | Callable[[], str] = "interrupted"):
             if os.environ.get("YOLOV9LITE_TRACEBACK"):
                 return fn(argv)
             try:
-                return fn(argv)
-            except KeyboardInterrupt:
+                with sigterm_as_interrupt():
+                    return fn(argv)
+            except KeyboardInterrupt as err:
                 message = interrupted() if callable(interrupted) else interrupted
-                print(f"\n{prog}: {message}", file=sys.stderr)
+                cause = "terminated (SIGTERM); " if isinstance(err, Terminated) else ""
+                print(f"\n{prog}: {cause}{message}", file=sys.stderr)
                 return 2
             except _known_errors() as err:
                 print(error_line(prog, err), file=sys.stderr)
@@ -262,7 +290,7 @@ def run_cli(prog: str, interrupted: str | Callable[[], str] = "interrupted"):
 
 
 __all__ = [
-    "CliError", "HelpFormatter", "add_batch", "add_device", "add_img", "add_nms", "add_project",
-    "add_weights", "error_line", "image_size", "increment_path", "make_parser", "positive_int",
-    "refuse_inside", "refuse_overwrite", "run_cli", "select_device", "unit_float",
+    "CliError", "HelpFormatter", "Terminated", "add_batch", "add_device", "add_img", "add_nms",
+    "add_project", "add_weights", "error_line", "image_size", "increment_path", "make_parser",
+    "positive_int", "refuse_inside", "refuse_overwrite", "run_cli", "select_device", "unit_float"
 ]

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import math
 import numbers
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -157,6 +158,10 @@ class TrainConfig:
             _check_int(self, "max_batches", 1)
         if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):
             raise TrainError(f"--seed {self.seed!r}: expected an integer")
+        name = str(self.name)  # checked here, before the dataset scan, not when the folder is made
+        if not name or os.path.basename(name) != name or name in (".", "..") or "\\" in name:
+            raise TrainError(f"--name {name!r}: must be a plain folder name (no '/'), e.g. exp; "
+                             "use --project for the parent folder")
         self.schedule.validate()
         for key, value in (self.hyp or {}).items():
             check_hyp_value(key, value)

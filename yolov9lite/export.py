@@ -28,6 +28,7 @@ import contextlib
 import io
 import math
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -123,9 +124,25 @@ def export_program(model, x: torch.Tensor, path: Path, dynamic: bool):
     torch.export.save(program, str(path))
 
 
+def check_output_name(path: Path, format: str, exist_ok: bool = False, flag: str = "--out") -> Path:
+    """Refuse, before anything is written, an output whose suffix is not the format's (a
+    TorchScript file named ``last.pt`` would replace a checkpoint and could not be loaded back)
+    and an existing file unless ``exist_ok`` (``--exist-ok``)."""
+    if format not in FORMATS:
+        raise ExportError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
+    suffix = FORMATS[format]
+    if path.suffix != suffix:
+        raise ExportError(f"{flag} {path}: a {format} export is a {suffix} file; give a name "
+                          f"ending in {suffix} (e.g. {path.with_suffix(suffix).name})")
+    if (path.exists() or path.is_symlink()) and not exist_ok:
+        raise ExportError(f"{flag} {path} exists; pass --exist-ok to replace it, or choose "
+                          "another name")
+    return path
+
+
 def export(model_or_weights, format: str = "onnx", imgsz: int = 640, batch: int = 1,
            dynamic: bool = False, out: str | os.PathLike | None = None, device=None,
-           opset: int | None = None) -> Path:
+           opset: int | None = None, exist_ok: bool = False, check=None) -> Path:
     """Export the deployed model to ``out`` and return its path.
 
     Args:
@@ -138,9 +155,17 @@ def export(model_or_weights, format: str = "onnx", imgsz: int = 640, batch: int 
         out: output file; default: the weights' name with the format's suffix, in the current
             folder.
         opset: ONNX opset (default: the exporter's).
+        exist_ok: replace an existing ``out`` (otherwise refused).
+        check: called with the written temporary file before it is renamed to ``out``; an
+            exception there leaves ``out`` untouched.
+
+    The file is written under a new temporary name (``mkstemp``) in ``out``'s folder and
+    renamed when complete (and checked), so a failed export never leaves a partial file.
     """
     if format not in FORMATS:
         raise ExportError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
+    if out is not None:
+        check_output_name(Path(out), format, exist_ok)
     model = _deployed(model_or_weights)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).float()
@@ -149,16 +174,27 @@ def export(model_or_weights, format: str = "onnx", imgsz: int = 640, batch: int 
     path = Path(out) if out is not None else Path(f"{stem}{FORMATS[format]}")
     inputs = [model_or_weights] if isinstance(model_or_weights, (str, os.PathLike)) else []
     refuse_overwrite(path, inputs)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output_name(path, format, exist_ok)
     x = example_input(imgsz, max(batch, 2) if dynamic else batch, device)
     with torch.no_grad():
         model(x)  # fail here, with the model's own message, before the exporter does
-        if format == "onnx":
-            export_onnx(model, x, path, dynamic, opset)
-        elif format == "torchscript":
-            export_torchscript(model, x, path, dynamic)
-        else:
-            export_program(model, x, path, dynamic)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=FORMATS[format], dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        with torch.no_grad():
+            if format == "onnx":
+                export_onnx(model, x, tmp, dynamic, opset)
+            elif format == "torchscript":
+                export_torchscript(model, x, tmp, dynamic)
+            else:
+                export_program(model, x, tmp, dynamic)
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -198,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     add_device(ap)
     ap.add_argument("--out", default=None,
-                    help="output file (default: project/name/<weights name><suffix>)")
+                    help="output file, ending in the format's suffix; an existing one only "
+                         "with --exist-ok (default: project/name/<weights name><suffix>)")
     add_project(ap, "runs/export")
     ap.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                     help="run the exported file once and compare it with PyTorch")
@@ -210,21 +247,29 @@ def main(argv: list[str] | None = None) -> int:
     imgsz = math.ceil(args.img / MAX_STRIDE) * MAX_STRIDE
     device = select_device(args.device)
     if args.out is None:
-        folder = increment_path(args.project, args.name, args.exist_ok)
+        folder = increment_path(args.project, args.name, args.exist_ok, mkdir=False)
         out = folder / f"{weights.stem}{FORMATS[args.format]}"
     else:
         out = refuse_overwrite(args.out, [weights])
+    check_output_name(out, args.format, args.exist_ok)  # before anything is loaded or written
     from .checkpoint import load_model
 
     model = load_model(weights, deploy=True).to(device)
-    path = export(model, args.format, imgsz, args.batch, args.dynamic, out, device, args.opset)
+    if args.out is None:
+        out = increment_path(args.project, args.name, args.exist_ok) / out.name
+    errors = []
+
+    def check(tmp: Path) -> None:
+        errors.append(check_export(model, tmp, imgsz, batch=2 if args.dynamic else args.batch))
+
+    path = export(model, args.format, imgsz, args.batch, args.dynamic, out, device, args.opset,
+                  exist_ok=args.exist_ok, check=check if args.check else None)
     size_mb = path.stat().st_size / 2**20
     print(f"{weights}: {getattr(model, 'name', 'model')} (nc={getattr(model, 'nc', '?')}) -> "
           f"{path} ({args.format}, {size_mb:.1f} MB, input {args.batch if not args.dynamic else 'B'}"
           f"x3x{imgsz}x{imgsz})")
-    if args.check:
-        error = check_export(model, path, imgsz, batch=2 if args.dynamic else args.batch)
-        print(f"check: max relative difference to PyTorch {error:.1e}")
+    if errors:
+        print(f"check: max relative difference to PyTorch {errors[0]:.1e}")
     return 0
 
 
@@ -241,5 +286,5 @@ def check_export(model, path: str | os.PathLike, imgsz: int, batch: int = 1, see
     return float((got - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
 
 
-__all__ = ["FORMATS", "ExportError", "check_export", "example_input", "export", "load_exported",
-           "main"]
+__all__ = ["FORMATS", "ExportError", "check_export", "check_output_name", "example_input", "export",
+           "load_exported", "main"]

@@ -1,4 +1,5 @@
-"""Check a notebook's injected parameters: unknown names and wrong types fail, naming the key.
+"""Check a notebook's injected parameters: unknown names, wrong types and values out of range
+(``check_parameters(positive=[...], nonnegative=[...], unit=[...])``) fail, naming the key.
 
 Usage (the cell right after the ``parameters`` cell of every notebook)::
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 
 INJECTED_HEADER = "# Parameters"  # papermill's first line of the injected cell
 TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict,
@@ -89,6 +91,54 @@ def problems(params_source: str, injected_source: str) -> list[str]:
     return out
 
 
+def default_values(source: str) -> dict[str, object]:
+    """{name: value} of the literal defaults of a ``parameters`` cell (others are left out)."""
+    out = {}
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:  # not a parameters cell (the check cell was run on its own)
+        return {}
+    for node in body:
+        if isinstance(node, (ast.AnnAssign, ast.Assign)) and node.value is not None:
+            targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    try:
+                        out[target.id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        pass
+    return out
+
+
+def _numbers(value) -> list:
+    """The numbers in a value (lists and nested lists entry by entry; bools and text skipped)."""
+    if isinstance(value, (list, tuple)):
+        return [n for v in value for n in _numbers(v)]
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def range_problems(values: dict, positive=(), nonnegative=(), unit=()) -> list[str]:
+    """One line per parameter outside its range, naming it. ``positive``: counts, sizes, depths,
+    steps, rates (> 0, so at least 1 for an integer); ``nonnegative``: >= 0 (0 often means
+    "all" or "none"); ``unit``: probabilities and fractions, in [0, 1]. Lists are checked entry
+    by entry. Names not in ``values`` are skipped (``check_parameters`` sees every declared one)."""
+    rules = ((positive, lambda v: v > 0, lambda v: "at least 1" if isinstance(v, int)
+              else "greater than 0"),
+             (nonnegative, lambda v: v >= 0, lambda v: "at least 0"),
+             (unit, lambda v: 0 <= v <= 1, lambda v: "between 0 and 1"))
+    out = []
+    for names, ok, what in rules:
+        for name in names:
+            if name not in values:
+                continue
+            bad = [v for v in _numbers(values[name]) if math.isnan(v) or not ok(v)]
+            if bad:
+                each = " (every entry)" if isinstance(values[name], (list, tuple)) else ""
+                out.append(f"parameter {name!r} must be {what(bad[0])}{each}, got "
+                           f"{values[name]!r}")
+    return out
+
+
 def _cell_history() -> list[str]:
     from IPython import get_ipython
 
@@ -98,20 +148,29 @@ def _cell_history() -> list[str]:
     return list(shell.user_ns.get("In", []))
 
 
-def check_parameters(history: list[str] | None = None) -> dict[str, object]:
-    """Fail with :class:`ParameterError` naming every unknown or mistyped injected parameter;
-    return the injected {name: value} (empty without papermill). ``history`` = the sources of the
-    executed cells, the current one last (default: IPython's ``In``)."""
+def check_parameters(history: list[str] | None = None, *, positive=(), nonnegative=(),
+                     unit=()) -> dict[str, object]:
+    """Fail with :class:`ParameterError` naming every unknown or mistyped injected parameter,
+    and every parameter (injected or default) outside its range (see :func:`range_problems`:
+    ``positive`` > 0, ``nonnegative`` >= 0, ``unit`` in [0, 1]); return the injected
+    {name: value} (empty without papermill). ``history`` = the sources of the executed cells,
+    the current one last (default: IPython's ``In``)."""
     cells = [c for c in (_cell_history() if history is None else history) if c.strip()]
     if len(cells) < 2:
         return {}
     previous = cells[-2]
-    if not previous.lstrip().startswith(INJECTED_HEADER):
-        return {}  # nothing injected: the previous cell is the parameters cell itself
-    if len(cells) < 3:
-        raise ParameterError("found papermill's injected parameters but no parameters cell "
-                             "before them")
-    bad = problems(cells[-3], previous)
+    injected_source = None
+    if previous.lstrip().startswith(INJECTED_HEADER):
+        if len(cells) < 3:
+            raise ParameterError("found papermill's injected parameters but no parameters cell "
+                                 "before them")
+        params_source, injected_source = cells[-3], previous
+    else:  # nothing injected: the previous cell is the parameters cell itself
+        params_source = previous
+    bad = problems(params_source, injected_source) if injected_source else []
+    injected = injected_parameters(injected_source) if injected_source else {}
+    bad += range_problems({**default_values(params_source), **injected}, positive, nonnegative,
+                          unit)
     if bad:
         raise ParameterError("bad notebook parameter: " + "; ".join(bad))
-    return injected_parameters(previous)
+    return injected

@@ -18,10 +18,12 @@ annotated copy is written. Weights given as a path are loaded with
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -266,10 +268,41 @@ class RunWriter:
 
     def finish(self) -> Path:
         path = self.dir / "detections.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.records, indent=1))
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=".detections.", suffix=".json.tmp", dir=self.dir)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(self.records, indent=1))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return path
+
+
+def check_output_folder(folder: Path, exist_ok: bool, flag: str = "--out") -> None:
+    if not exist_ok and folder.is_dir() and any(folder.iterdir()):
+        raise CliError(f"{flag} {folder} exists and is not empty (an earlier run's results); "
+                       "pass --exist-ok to write into it and replace its detections.json, or "
+                       "choose a new folder")
+
+
+def claim_output_folder(folder: Path, exist_ok: bool, flag: str = "--out") -> Path:
+    """The folder one ``predict`` run writes into. Without ``--exist-ok`` it must be new or
+    empty, and the run claims it by creating ``detections.json`` with O_EXCL, so of several
+    runs started into one folder only the first writes there and the others are refused (no
+    run's records are silently replaced). ``--exist-ok`` writes into it, replacing its
+    ``detections.json`` and same-named outputs."""
+    check_output_folder(folder, exist_ok, flag)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not exist_ok:
+        try:
+            os.close(os.open(folder / "detections.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                             0o644))
+        except FileExistsError:
+            raise CliError(f"{flag} {folder}: another run is writing into it; pass --exist-ok "
+                           "to write there anyway, or choose a new folder") from None
+    return folder
 
 
 def _video(detector: Detector, frames, source: Path | str, writer: RunWriter, stem: Path) -> str:
@@ -323,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     add_device(ap)
     add_project(ap, "runs/predict")
     ap.add_argument("--out", default=None,
-                    help="write into exactly this folder instead of project/name (older flag)")
+                    help="write into exactly this folder instead of project/name (older flag); "
+                         "it must be new or empty unless --exist-ok")
     ap.add_argument("--save-txt", action="store_true",
                     help="YOLO label files (class cx cy w h, normalised) in labels/")
     ap.add_argument("--save-crop", action="store_true", help="each box as an image in crops/<class>/")
@@ -340,17 +374,19 @@ def main(argv: list[str] | None = None) -> int:
     sources = [Path(args.source)] if source_root else files
     if args.out is not None:
         refuse_inside(args.out, sources, "--out")
-        save_dir = Path(args.out)
-        save_dir.mkdir(parents=True, exist_ok=True)
+        check_output_folder(Path(args.out), args.exist_ok)  # before the weights are loaded
     else:
         refuse_inside(increment_path(args.project, args.name, args.exist_ok, mkdir=False), sources)
-        save_dir = increment_path(args.project, args.name, args.exist_ok)
     frames = open_webcam(int(args.source)) if webcam else None
     device = select_device(args.device)
     if args.half and device.type != "cuda":
         print("note: --half applies on CUDA only; running in float32")
     detector = Detector(args.weights, args.img, args.conf, args.iou, args.max_det, device,
                         args.classes, args.agnostic_nms, args.half)
+    if args.out is not None:  # claimed once the weights loaded: a failed start leaves nothing
+        save_dir = claim_output_folder(Path(args.out), args.exist_ok)
+    else:
+        save_dir = increment_path(args.project, args.name, args.exist_ok)
     writer = RunWriter(save_dir, args, source_root)
     skipped = []
     try:

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
+import shutil
 import socket
+import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -162,20 +165,32 @@ def write_yaml(path: Path, data: dict) -> None:
     """Atomic write of a plain dict (json round trip: tuples become lists for yaml)."""
     import yaml
 
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False))
-    os.replace(tmp, path)
+    with temp_beside(path, "w") as f:
+        f.write(yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False))
 
 
 def write_csv(path: Path, history: list[dict]) -> None:
     """Rewritten every epoch from the history, so a resumed run never keeps stale rows."""
     keys = list(dict.fromkeys(k for row in history for k in row))
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with temp_beside(path, "w", newline="") as f:
         writer = csv.DictWriter(f, keys)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def temp_beside(path: Path, mode: str = "wb", **kwargs):
+    """A new file (``mkstemp``: O_EXCL, so never a planted symlink) next to ``path``, opened in
+    ``mode``; renamed over ``path`` when the block ends without an error, else removed."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def tensorboard_writer(save_dir: Path, enabled: bool):
@@ -199,10 +214,34 @@ def save_training_checkpoint(run: Run, path: Path) -> None:
         save_checkpoint(path, state.ema.module if state.ema else state.model, names=run.names,
                         train_config=run.cfg.to_dict(), **state.state_dict())
     except (OSError, RuntimeError) as err:  # disk full: torch.save says "unexpected pos ..."
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        kept = (f"{run.last} from the previous epoch is intact; free space and resume with "
-                f"--resume {run.last}" if run.last.is_file() else "no checkpoint was written")
+        reason = write_error_reason(err, path.parent)
+        if run.last.is_file():
+            kept = (f"{run.last} from the previous epoch is intact; free space and resume with "
+                    f"--resume {run.last}")
+        elif path != run.best and run.best.is_file():
+            kept = (f"{run.best} (this epoch's weights) was written, but no resumable "
+                    f"{run.last.name}; free space and start the run again")
+        else:
+            kept = "no checkpoint was written; free space and start the run again"
         raise TrainError(f"cannot write {path} ({reason}); {kept}") from err
+
+
+LOW_SPACE = 64 * 2**20  # a write that fails with less free than this ran out of space
+
+
+def write_error_reason(err: BaseException, folder: Path) -> str:
+    """Why a write failed, in words: torch.save reports a full disk as a RuntimeError
+    ("unexpected pos ..."), so a failure with (almost) no free space left is named as such."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return err.strerror or os.strerror(errno.ENOSPC)  # "No space left on device"
+    text = (err.strerror if isinstance(err, OSError) and err.strerror else str(err)).strip()
+    try:
+        full = shutil.disk_usage(folder).free < LOW_SPACE
+    except OSError:
+        full = False
+    if full or "No space left" in text:
+        return f"no space left on device: {text}" if text else "no space left on device"
+    return text or type(err).__name__
 
 
 def interrupted_message() -> str:

@@ -149,11 +149,15 @@ def scratch_folder(path: str | os.PathLike) -> Path:
     """An empty working folder at ``path`` (e.g. ``../runs/scratch/06_train_coco`` for a
     notebook's generated data and runs), replacing the one the previous run of the same
     notebook left: disk use stays one run's worth, inside the git-ignored ``runs/``, instead
-    of a new ``/tmp/yolov9lite_*`` folder per run that nothing removes. A folder without our
-    mark is never deleted (ValueError naming it)."""
+    of a new ``/tmp/yolov9lite_*`` folder per run that nothing removes. A non-empty folder
+    without our mark (a regular file, not a symlink) is never deleted (ValueError naming it)."""
     path = Path(path)
-    if path.exists():
-        if not (path / SCRATCH_MARK).is_file():
+    if path.exists() or path.is_symlink():
+        mark = path / SCRATCH_MARK
+        # the mark must be a regular file in a real folder: a planted symlink vouches for nothing
+        marked = not path.is_symlink() and not mark.is_symlink() and mark.is_file()
+        empty = path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+        if not (marked or empty):
             raise ValueError(f"{path} exists and is not a yolov9lite scratch folder; "
                              "move it away or choose another folder")
         shutil.rmtree(path)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from .cliargs import CliError
+from .data.checks import header_size  # one pixel bound for the scan, the loader and predict
 from .data.labels import IMAGE_SUFFIXES  # one list: what the dataset scan reads, we predict on
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
@@ -27,7 +30,12 @@ def _to_rgb_array(image) -> tuple[np.ndarray, str | None]:
     """An image as a uint8 HWC RGB array, and its path when it was given as one."""
     if isinstance(image, (str, os.PathLike)):
         import cv2
+        from PIL import UnidentifiedImageError
 
+        try:
+            header_size(image)  # the pixel bound, from the header, before any decoding
+        except UnidentifiedImageError:
+            pass  # not for PIL; OpenCV may still read it (and has its own bound)
         bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
         if bgr is None:
             raise OSError(f"cannot read image {image} (missing, unreadable or not an image)")
@@ -69,7 +77,10 @@ def list_sources(source: str | os.PathLike) -> list[Path]:
     wanted = IMAGE_SUFFIXES + VIDEO_SUFFIXES
     path = Path(text)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in wanted and p.is_file())
+        entries = [p for p in path.rglob("*") if not p.is_dir()]
+        files = sorted(p for p in entries if p.suffix.lower() in wanted and p.is_file())
+        warn_skipped(path, [p for p in entries if p.suffix.lower() not in wanted],
+                     [p for p in entries if p.suffix.lower() in wanted and not p.is_file()])
         if not files:
             raise FileNotFoundError(f"--source {path}: no images or videos "
                                     f"({', '.join(s[1:] for s in wanted)}) in this folder or below")
@@ -83,6 +94,22 @@ def list_sources(source: str | os.PathLike) -> list[Path]:
             raise FileNotFoundError(f"--source {text}: the pattern matches no image or video")
         return files
     raise FileNotFoundError(f"--source {text}: no such file or folder")
+
+
+def warn_skipped(folder: Path, other: list[Path], special: list[Path]) -> None:
+    """One line each on stderr for what a source folder holds that is not read: files of other
+    types (e.g. .gif, counted by suffix) and entries that are not regular files (FIFOs,
+    sockets, devices, broken links), which would block or fail a read."""
+    if other:
+        kinds = Counter(p.suffix.lower() or "(no suffix)" for p in other)
+        listed = ", ".join(f"{k}: {n}" for k, n in kinds.most_common(5))
+        print(f"warning: --source {folder}: skipped {len(other)} files that are not images or "
+              f"videos ({listed}; read: {', '.join(s[1:] for s in IMAGE_SUFFIXES)}, videos)",
+              file=sys.stderr)
+    if special:
+        print(f"warning: --source {folder}: skipped {len(special)} entries that are not regular "
+              f"files (FIFOs, sockets, devices or broken links; e.g. {special[0]})",
+              file=sys.stderr)
 
 
 def iter_video(path: str | os.PathLike | int) -> Iterator[tuple[int, np.ndarray, float]]:

@@ -96,6 +96,7 @@ def val_main(argv: list[str] | None = None) -> int:
     if args.workers < 0:
         raise CliError(f"--workers {args.workers}: must be 0 or more")
 
+    increment_path(args.project, args.name, args.exist_ok, mkdir=False)  # --name, before the scan
     device = select_device(args.device)
     if not Path(args.weights).is_file():
         raise CliError(f"--weights {args.weights}: no such file")

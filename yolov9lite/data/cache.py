@@ -15,11 +15,13 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .checks import MAX_IMAGE_PIXELS
 from .records import LOGGER, CacheError, ImageRecord, ScanReport
 
 CACHE_FORMAT = "yolov9lite-label-cache"
@@ -34,13 +36,15 @@ CACHE_ARRAYS = {  # name -> (dtype, trailing shape)
 
 
 def stat_fingerprint(paths: list[Path], extra: str) -> str:
-    """Hash of sizes and mtimes of all files (missing ones included) plus the scan settings."""
+    """Hash of sizes, mtimes and ctimes of all files (missing ones included) plus the scan
+    settings. The ctime is there because copies that keep the mtime (``cp -p``, ``rsync -t``,
+    ``tar``) cannot set it: a same-size relabel with its old mtime still changes the ctime."""
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{CACHE_VERSION}|{extra}".encode())
     for p in paths:
         try:
             st = os.stat(p)
-            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}\n".encode())
         except OSError:
             h.update(f"{p}|-\n".encode())
     return h.hexdigest()
@@ -98,8 +102,31 @@ def read_header(npz) -> dict:
     return header
 
 
-def decode_cache(npz) -> tuple[list[ImageRecord], ScanReport]:
-    """Records and report from a loaded cache; every dtype, shape and count is checked."""
+def check_counts(counts: np.ndarray, total: int, what: str) -> None:
+    """Each count in [0, total] and their sum (in Python integers, which cannot wrap the way
+    an int64 sum of crafted counts does) equal to `total`."""
+    if len(counts) and (counts.min() < 0 or counts.max() > total):
+        raise CacheError(f"a count of {what} is negative or larger than the cache holds")
+    if sum(counts.tolist()) != total:
+        raise CacheError(f"the counts of {what} disagree with the arrays")
+
+
+def check_cached_paths(paths: list[str], listed) -> None:
+    """The cache's images must be images the scan just listed, and regular files: a cache
+    naming anything else (a FIFO, a device, a file outside the dataset) is not ours."""
+    if listed is None:
+        return
+    listed = set(map(str, listed))
+    for p in paths:
+        if p not in listed:
+            raise CacheError(f"it names {p}, which is not one of the dataset's images")
+        if not os.path.isfile(p):
+            raise CacheError(f"it names {p}, which is not a regular file")
+
+
+def decode_cache(npz, listed=None) -> tuple[list[ImageRecord], ScanReport]:
+    """Records and report from a loaded cache; every dtype, shape and count is checked, and
+    its paths against `listed` (the images the scan just listed) when given."""
     arrays = {}
     for name, (dtype, tail) in CACHE_ARRAYS.items():
         a = npz[name]
@@ -113,10 +140,16 @@ def decode_cache(npz) -> tuple[list[ImageRecord], ScanReport]:
     if not (isinstance(paths, list) and all(isinstance(p, str) for p in paths) and len(paths) == n
             and len(arrays["shapes"]) == len(n_obj) == len(has_seg) == n):
         raise CacheError("per-image arrays disagree in length")
-    m = int(n_obj.sum())
-    if (n_obj < 0).any() or len(arrays["cls"]) != m or len(arrays["boxes"]) != m \
-            or len(n_pts) != m or (n_pts < 0).any() or int(n_pts.sum()) != len(arrays["points"]):
+    m = len(arrays["cls"])
+    if len(arrays["boxes"]) != m or len(n_pts) != m:
         raise CacheError("object counts disagree with the arrays")
+    check_counts(n_obj, m, "objects")
+    check_counts(n_pts, len(arrays["points"]), "polygon points")
+    check_cached_paths(paths, listed)
+    shapes = arrays["shapes"]
+    if len(shapes) and (shapes.min() < 1 or (shapes.max(1).astype(object) * shapes.min(1)).max()
+                        > MAX_IMAGE_PIXELS):
+        raise CacheError("an image shape is empty or larger than the pixel bound")
     object_has_segment = np.repeat(has_seg, n_obj)
     if (n_pts[object_has_segment] < 1).any() or (n_pts[~object_has_segment] != 0).any():
         raise CacheError("polygon point counts disagree with the segment flags")
@@ -156,7 +189,7 @@ def check_members(path: Path, members: dict = CACHE_ARRAYS) -> None:
                     raise CacheError(f"member {info.filename} has the wrong size")
 
 
-def load_cache_file(path: Path, fingerprint: str):
+def load_cache_file(path: Path, fingerprint: str, listed=None):
     """(records, report), or None when the cache is ours but stale. Raises for anything that
     is not a well-formed cache of ours. The file is only ever parsed as numbers and JSON:
     `allow_pickle=False`, and the zip must hold exactly our uncompressed members (no zip bomb)."""
@@ -165,20 +198,23 @@ def load_cache_file(path: Path, fingerprint: str):
         header = read_header(npz)
         if header.get("version") != CACHE_VERSION or header.get("fingerprint") != fingerprint:
             return None  # an older version or changed files: rescan, nothing to warn about
-        return decode_cache(npz)
+        return decode_cache(npz, listed)
 
 
-def read_cache(cache_path: Path, fingerprint: str):
+def read_cache(cache_path: Path, fingerprint: str, listed=None):
     """The cached scan from next to the labels or from the fallback cache folder, or None.
     A file there that is not a valid cache of ours is ignored with a warning, never run."""
     for path in (cache_path, fallback_cache_path(cache_path)):
         if not path.is_file():
             continue
         try:
-            cached = load_cache_file(path, fingerprint)
+            cached = load_cache_file(path, fingerprint, listed)
         except Exception as err:  # noqa: BLE001 - whatever is wrong, the answer is to rescan
+            reason = str(err).strip()  # some errors (EOFError of a cut-off file) have no text
+            reason = f"{type(err).__name__}: {reason}" if reason else (
+                f"{type(err).__name__} (the file is cut off or its sizes disagree)")
             LOGGER.warning("label cache ignored: %s: %s; rescanning (cache files are read as "
-                           "data only)", path, err)
+                           "data only)", path, reason)
             continue
         if cached is not None:
             return cached
@@ -187,21 +223,26 @@ def read_cache(cache_path: Path, fingerprint: str):
 
 def write_cache(cache_path: Path, fingerprint: str, records, report) -> Path | None:
     """Write next to the labels; fall back to `cache_dir()` when that is read-only. Atomic
-    (temporary file + rename), so a crashed run never leaves half a cache."""
+    (temporary file + rename), so a crashed run never leaves half a cache. The temporary file
+    is a new one made by `mkstemp` (O_EXCL), so a symlink planted at a predictable name is
+    never followed."""
     arrays = encode_cache(fingerprint, records, report)
     for target in (cache_path, fallback_cache_path(cache_path)):
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                       dir=target.parent)
+            with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)  # np.savez stores members uncompressed
             os.replace(tmp, target)
             return target
         except OSError:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
     LOGGER.warning("label cache not written (%s and %s are read-only); the next run rescans",
                    cache_path.parent, fallback_cache_path(cache_path).parent)
     return None

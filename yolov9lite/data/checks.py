@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,36 @@ from PIL import Image
 from .records import SAMPLE_BYTES, ScanReport
 
 MIN_IMAGE_SIDE = 4  # smaller images cannot hold a box the filters would keep
+# The one pixel bound of the scan, the loader and predict: ~100 Mpx (10000 x 10000, 300 MB as
+# RGB). It is read from the header before anything is decoded, so a 200 KB file that declares
+# 30000 x 30000 (a "decompression bomb") costs nothing. PIL's own check (Image.MAX_IMAGE_PIXELS)
+# only warns below twice its 89 Mpx, and OpenCV's allows 1 Gpx, hence a bound of our own.
+MAX_IMAGE_PIXELS = 100_000_000
+MANY_BOXES = 1000  # objects in one image above which the scan warns (COCO's most is ~100)
+
+
+class ImageTooLarge(OSError):
+    """An image whose header declares more than `MAX_IMAGE_PIXELS` pixels."""
+
+
+def header_size(path) -> tuple[int, int]:
+    """(width, height) as the file's header declares them, nothing decoded (PIL's `Image.open`
+    reads the header only). Raises `ImageTooLarge` above `MAX_IMAGE_PIXELS`, and what PIL
+    raises for a file it cannot identify."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Image.DecompressionBombError as e:  # PIL refuses > 2 x its limit while opening
+        found = re.search(r"\((\d+) pixels\)", str(e))  # PIL names the count, not the sides
+        size = f"{int(found[1]) / 1e6:.0f} Mpx" if found else "its size"
+        raise ImageTooLarge(f"{path}: the header declares {size}, more than "
+                            f"{MAX_IMAGE_PIXELS // 10**6} Mpx, the largest image read; "
+                            "downscale it") from None
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ImageTooLarge(f"{path}: {w}x{h} px ({w * h / 1e6:.0f} Mpx) is more than "
+                            f"{MAX_IMAGE_PIXELS // 10**6} Mpx, the largest image read; "
+                            "downscale it")
+    return w, h
 
 
 # ---------------------------------------------------------------------------------------------
@@ -34,6 +65,12 @@ def inspect_image(path: Path) -> tuple[tuple[int, int] | None, list[tuple[str, s
     loader then decodes what is there (missing rows come out grey).
     """
     problems = []
+    try:
+        header_size(path)  # before verify(), which may decompress
+    except ImageTooLarge as e:
+        return None, [("image too large", f"skipped ({str(e).split(': ', 1)[1]})")]
+    except Exception as e:  # noqa: BLE001 - any decoder error means the same thing here
+        return None, [("corrupt image", f"skipped ({type(e).__name__}: {e})")]
     try:
         with Image.open(path) as im:
             im.verify()
@@ -153,11 +190,17 @@ def clean_labels(cls: np.ndarray, boxes: np.ndarray, segments: list[np.ndarray],
                    "NaN or inf values")
         cls, boxes = np.where(finite, cls, -1), np.where(finite[:, None], boxes, 0.0)
         segments = [s if ok else np.zeros((1, 2), np.float32) for s, ok in zip(segments, finite)]
-    keep = (cls >= 0) & (cls < nc) & (cls == np.round(cls))
-    if not (keep | ~finite).all():
-        bad = sorted(set(cls[~keep & finite].tolist()))
-        report.add("class id out of range", file, f"dropped {int((~keep & finite).sum())} boxes "
-                   f"with class {bad} (nc={nc})")
+    whole = cls == np.round(cls)
+    if not (whole | ~finite).all():  # 1.5 is not a class id at all, whatever nc is
+        bad = sorted(set(cls[~whole & finite].tolist()))
+        report.add("non-integer class id", file, f"dropped {int((~whole & finite).sum())} "
+                   f"boxes with class {short_list(bad)} (class ids are whole numbers 0..{nc - 1})")
+    keep = (cls >= 0) & (cls < nc) & whole
+    if not (keep | ~finite | ~whole).all():
+        out_of_range = ~keep & finite & whole
+        bad = sorted(set(cls[out_of_range].tolist()))
+        report.add("class id out of range", file, f"dropped {int(out_of_range.sum())} boxes "
+                   f"with class {short_list(bad)} (nc={nc})")
     xyxy = np.concatenate([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], 1)
     outside = ((xyxy < -1e-6) | (xyxy > 1 + 1e-6)).any(1) & keep
     if segments:
@@ -178,7 +221,16 @@ def clean_labels(cls: np.ndarray, boxes: np.ndarray, segments: list[np.ndarray],
         report.add("duplicate labels", file, f"dropped {int(dup.sum())} repeated rows")
     keep &= unique
     segments = [s for s, k in zip(segments, keep) if k] if segments else []
+    if keep.sum() > MANY_BOXES:
+        report.add("many boxes", file, f"kept {int(keep.sum())} boxes; more than "
+                   f"{MANY_BOXES:,} in one image makes the assigner slow and memory-hungry "
+                   "(COCO has at most ~100); check the label file")
     return cls[keep].astype(np.int64), boxes[keep].astype(np.float32), segments
+
+
+def short_list(values: list, limit: int = 5) -> str:
+    shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"
 
 
 def first_occurrences(rows: np.ndarray) -> np.ndarray:

@@ -123,7 +123,7 @@ def scan_coco(json_path, image_dir, category_ids: list[int] | None = None,
         paths.append(image_dir / entry["file_name"])
     fingerprint = stat_fingerprint([json_path] + paths, f"coco|{image_dir}|{category_ids}")
     cache_path = cache_path_for(json_path.with_suffix(""))
-    if use_cache and (cached := read_cache(cache_path, fingerprint)) is not None:
+    if use_cache and (cached := read_cache(cache_path, fingerprint, paths)) is not None:
         return cached[0], cached[1], True
     anns_by_image = defaultdict(list)
     for k, a in enumerate(annotations):

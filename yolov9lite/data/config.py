@@ -94,9 +94,50 @@ def read_json_file(path: Path):
         f"not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"))
 
 
+def is_scalar(value) -> bool:
+    return type(value) in (str, int)
+
+
+def check_shapes(raw: dict, fail) -> None:
+    """Every key this reader uses holds what it should (a string, an integer, or a flat list of
+    those) before anything is converted or printed: `str()` or `repr()` of a YAML alias bomb
+    (nested lists sharing aliases, 500 bytes in the file) expands to gigabytes."""
+    def flat(value, item_ok) -> bool:
+        return isinstance(value, (list, tuple)) and all(item_ok(v) for v in value)
+
+    if raw.get("path") is not None and type(raw["path"]) is not str:
+        fail(f"'path' must be a folder name (a string), got {type(raw['path']).__name__}")
+    for split in SPLITS:
+        value = raw.get(split)
+        if value not in (None, "") and type(value) is not str \
+                and not flat(value, lambda v: type(v) is str):
+            fail(f"'{split}' must be an image folder, a .txt list or a list of those (strings), "
+                 f"got a {type(value).__name__} holding other things")
+        json_value = raw.get(f"{split}_json")
+        if json_value is not None and type(json_value) is not str:
+            fail(f"'{split}_json' must be a file name (a string), got "
+                 f"{type(json_value).__name__}")
+    names = raw.get("names")
+    if isinstance(names, dict):
+        names = list(names.values())
+    if isinstance(names, (list, tuple)) and not all(is_scalar(n) for n in names):
+        bad = next(n for n in names if not is_scalar(n))
+        fail(f"'names' must hold plain names (strings or numbers), got a {type(bad).__name__}")
+    if "nc" in raw and type(raw["nc"]) is not int:
+        nc = raw["nc"]
+        shown = repr(nc) if isinstance(nc, (str, float, bool)) and len(repr(nc)) < 40 else (
+            f"a {type(nc).__name__}")
+        fail(f"'nc' is {shown}; it must be an integer, the number of names")
+    ids = raw.get("category_ids")
+    if ids is not None and not flat(ids, lambda v: type(v) is int):
+        fail("'category_ids' must be a list of integers")
+
+
 def normalise(raw: dict, source: str, base: Path) -> dict:
     def fail(message: str):
         raise DataConfigError(f"{source}: {message}")
+
+    check_shapes(raw, fail)
 
     root = Path(str(raw.get("path") or "."))
     root = (root if root.is_absolute() else base / root).resolve()

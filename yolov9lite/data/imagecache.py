@@ -33,6 +33,7 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -196,8 +197,12 @@ def build_image_cache(stem: Path, records: list[ImageRecord], imgsz: int, traini
     token = secrets.token_hex(4)
     pixels = stem.with_name(f"{stem.name}-{token}.u8")
     index = stem.with_name(stem.name + INDEX_SUFFIX)
-    tmp_pixels = pixels.with_name(f".{pixels.name}.tmp")
-    tmp_index = index.with_name(f".{index.name}.{token}.tmp")
+    # new files (mkstemp: O_EXCL), so a symlink planted at a temporary name is never followed
+    fd, tmp_pixels = tempfile.mkstemp(prefix=f".{pixels.name}.", suffix=".tmp", dir=stem.parent)
+    os.close(fd)
+    fd, tmp_index = tempfile.mkstemp(prefix=f".{index.name}.", suffix=".tmp", dir=stem.parent)
+    os.close(fd)
+    tmp_pixels, tmp_index = Path(tmp_pixels), Path(tmp_index)
     offsets = np.zeros(len(records), np.int64)
     shapes = np.zeros((len(records), 2), np.int64)
     threads = threads or min(16, os.cpu_count() or 1)

@@ -193,8 +193,17 @@ def list_images(source) -> list[Path]:
         return [p for s in source for p in list_images(s)]
     source = Path(source)
     if source.is_dir():
-        found = [os.path.join(folder, name) for folder, _, names in os.walk(source)
-                 for name in names if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES]
+        everything = [(folder, name) for folder, _, names in os.walk(source) for name in names]
+        found = [os.path.join(folder, name) for folder, name in everything
+                 if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES]
+        if len(found) < len(everything):  # counted, not silently left out (.gif, FIFOs, ...)
+            other = Counter(os.path.splitext(name)[1].lower() or "(no suffix)"
+                            for _, name in everything
+                            if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES)
+            LOGGER.warning("%s: %d files are not images and are not read (%s; images are %s)",
+                           source, sum(other.values()),
+                           ", ".join(f"{k}: {n}" for k, n in other.most_common(5)),
+                           ", ".join(s[1:] for s in IMAGE_SUFFIXES))
         return [Path(p) for p in sorted(found, key=lambda p: p.split(os.sep))]  # = Path order
     if source.suffix == ".txt" and source.is_file():
         try:
@@ -229,7 +238,7 @@ def scan_yolo(source, nc: int, name: str = "dataset", use_cache: bool = True):
     cache_path = cache_path_for(yolo_label_path(first / "x").parent if first.is_dir()
                                 else first.with_suffix(""))
     fingerprint = stat_fingerprint(images + label_files, f"yolo|nc={nc}")
-    if use_cache and (cached := read_cache(cache_path, fingerprint)) is not None:
+    if use_cache and (cached := read_cache(cache_path, fingerprint, images)) is not None:
         return cached[0], cached[1], True
     report = ScanReport(name)
     shapes = check_images(images, report)

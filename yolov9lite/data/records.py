@@ -26,11 +26,13 @@ WARNINGS_PER_KIND = 20  # after this many, one line says how many more were hidd
 SAMPLE_BYTES = 4096  # copies are detected from size + first and last 4 KiB, never a full read
 
 # what happens to the image for each kind of problem
-SKIP_KINDS = {"corrupt image", "missing image", "image too small", "duplicate file",
+SKIP_KINDS = {"corrupt image", "missing image", "image too small", "image too large",
+              "unsupported file", "duplicate file",
               "duplicate image id", "unreadable label file", "bad image entry"}
 REPAIR_KINDS = {"truncated JPEG", "converted image mode", "EXIF rotation", "missing label file",
                 "empty label file", "bad label line", "non-finite label values",
                 "label file encoding", "coordinates outside [0, 1]", "class id out of range",
+                "non-integer class id",
                 "unknown category", "bad annotation", "zero-area box", "duplicate labels",
                 "size mismatch"}
 

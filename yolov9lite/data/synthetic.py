@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -204,6 +206,7 @@ def make_synthetic(root="runs/data/synthetic", num_train: int = 384, num_val: in
               "imgsz": imgsz, "seed": seed, "max_objects": max_objects}
     manifest = root / "synthetic.json"
     yaml_path = root / "data.yaml"
+    claim_folder(root)
     if not force and is_complete(root, manifest, params):
         return yaml_path
     for split, count, first_id in (("train", num_train, 1), ("val", num_val, num_train + 1)):
@@ -225,6 +228,34 @@ def make_synthetic(root="runs/data/synthetic", num_train: int = 384, num_val: in
         yaml.safe_dump(config, f, sort_keys=False)
     manifest.write_text(json.dumps(params, sort_keys=True))  # written last: marks completion
     return yaml_path
+
+
+SYNTHETIC_MARK = ".yolov9lite-synthetic"  # written first: this folder is ours to rewrite
+
+
+def is_regular_file(path: Path) -> bool:
+    """A regular file itself, not a symlink to one (a planted link must not vouch for a folder)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def claim_folder(root: Path) -> None:
+    """`make_synthetic` writes and deletes only in a folder that is new, empty, or marked as
+    a synthetic set (our mark, or the manifest of a set written before the mark existed), each
+    a regular file. Anything else (a user's dataset behind `$YOLOV9LITE_SYNTHETIC`) is refused."""
+    if root.exists() or root.is_symlink():
+        ours = is_regular_file(root / SYNTHETIC_MARK) or is_regular_file(root / "synthetic.json")
+        if not root.is_dir() or (any(root.iterdir()) and not ours):
+            raise ValueError(f"{root} exists and is not a synthetic dataset folder (no "
+                             f"{SYNTHETIC_MARK}); the synthetic set is only written into a new "
+                             "or empty folder: set YOLOV9LITE_SYNTHETIC to another folder")
+    root.mkdir(parents=True, exist_ok=True)
+    if not is_regular_file(root / SYNTHETIC_MARK):
+        fd = os.open(root / SYNTHETIC_MARK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write("synthetic dataset written by yolov9lite; rewritten by make_synthetic\n")
 
 
 def is_complete(root: Path, manifest: Path, params: dict) -> bool:
