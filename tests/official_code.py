@@ -36,7 +36,7 @@ YOLO9_VERSION = "1.0.18"
 # the official modules the oracle tests use (package-relative names)
 _MODULES = ("models.common", "models.yolo", "models.experimental", "utils.general",
             "utils.metrics", "utils.torch_utils", "utils.tal.anchor_generator",
-            "utils.tal.assigner", "utils.loss_tal_dual", "utils.augmentations",
+            "utils.tal.assigner", "utils.loss_tal", "utils.loss_tal_dual", "utils.augmentations",
             "utils.dataloaders")
 
 

@@ -1,0 +1,152 @@
+"""The official YOLOv9 code as the oracle: our models, loss, training step, schedule, EMA and
+augmentation against the real official classes and functions (PyPI ``yolo9``, pinned; see
+:mod:`official_code`). Skipped, with the reason, when the test extra is not installed.
+
+Every comparison is against what the official code computes on the same inputs, never against a
+transcription of it.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from official_code import YOLO9_VERSION, official, official_model
+
+from yolov9lite import build_model
+from yolov9lite.head import DDetect, DualDDetect
+from yolov9lite.loss import DetectionLoss
+from yolov9lite.models import OFFICIAL_MODELS
+from yolov9lite.official import official_key_map
+from yolov9lite.safe_pickle import OFFICIAL_CLASSES, TORCH_NN_CLASSES
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def default_dtype(dtype):
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
+def rel(a, b) -> float:
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
+
+
+def test_pin_is_the_one_the_makefile_installs_and_the_package_never_imports_it():
+    assert f"yolo9=={YOLO9_VERSION}" in (ROOT / "Makefile").read_text()
+    for path in (ROOT / "yolov9lite").rglob("*.py"):
+        assert not re.search(r"^\s*(import|from)\s+yolo9\b", path.read_text(),
+                              re.MULTILINE), path
+
+
+# ----------------------------------------------------------------------------------- models
+
+_ALLOWED = ({f"{mod}.{name}" for mod, names in OFFICIAL_CLASSES.items() for name in names}
+            | {f"{c.__module__}.{c.__qualname__}" for c in TORCH_NN_CLASSES})
+
+
+def _released_name(cls) -> str:
+    """The name a released checkpoint pickles ``cls`` under (``models.common.Conv`` ...)."""
+    return f"{cls.__module__.removeprefix('yolo9.')}.{cls.__qualname__}"
+
+
+@pytest.mark.parametrize("name", [*OFFICIAL_MODELS, "yolov7-af"])
+def test_models_equal_the_official_builder(name):
+    """Parameter count, every state-dict key (through our official key map) and every shape
+    equal the official ``DetectionModel(models/detect/<name>.yaml)``; every class the official
+    model is made of is one the checkpoint loader allows. Shape-only (meta device) builds."""
+    theirs = official_model(name, meta=True)
+    with torch.device("meta"):
+        ours = build_model(name, 80)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    their_state, our_state = theirs.state_dict(), ours.state_dict()
+    if name == "yolov7-af":  # a baseline with our own layout: same tensors, in the same order
+        assert [tuple(t.shape) for t in our_state.values()] == \
+            [tuple(t.shape) for t in their_state.values()]
+        return
+    mapping = official_key_map(ours)
+    assert sorted(mapping.values()) == sorted(their_state)
+    bad = [k for k, off in mapping.items() if our_state[k].shape != their_state[off].shape]
+    assert not bad, bad[:5]
+    used = {_released_name(type(m)) for m in theirs.modules()}
+    assert used <= _ALLOWED, sorted(used - _ALLOWED)
+
+
+# ------------------------------------------------------------------------------------- loss
+
+NC, CH = 3, (8, 16, 16)
+HYP = {"cls_pw": 1.0, "fl_gamma": 0.0, "label_smoothing": 0.0}  # official hyp.scratch-high.yaml
+
+
+class _OfficialLossHost(torch.nn.Module):
+    """The minimum the official ComputeLoss reads from a model: ``model[-1]`` (the head) and
+    ``hyp``. The head is the real official one."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.model = torch.nn.ModuleList([head])
+        self.hyp = HYP
+
+
+def _official_head(dual: bool):
+    yolo = official().yolo
+    head = yolo.DualDDetect(NC, CH + CH) if dual else yolo.DDetect(NC, CH)
+    head.stride = torch.tensor([8.0, 16.0, 32.0])
+    return head
+
+
+def _maps(batch: int, size: int, seed: int, heads: int):
+    gen = torch.Generator().manual_seed(seed)
+    out = [[torch.randn(batch, 64 + NC, size // s, size // s, generator=gen) * 2
+            for s in (8, 16, 32)] for _ in range(heads)]
+    return out if heads == 2 else out[0]
+
+
+def _targets(seed: int, batch: int, per_image=(3, 0, 5, 1)):
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for i in range(batch):
+        n = per_image[i % len(per_image)]
+        xy = torch.rand(n, 2, generator=gen) * 0.8 + 0.1
+        wh = torch.rand(n, 2, generator=gen) * 0.3 + 0.02
+        cls = torch.randint(0, NC, (n, 1), generator=gen).to(xy.dtype)
+        rows.append(torch.cat([torch.full((n, 1), float(i)), cls, xy, wh], 1))
+    return torch.cat(rows)
+
+
+@pytest.mark.parametrize("dual", [True, False])
+def test_loss_equals_official_compute_loss(dual):
+    """Ours vs the official ComputeLoss (``utils/loss_tal_dual.py`` for the dual head,
+    ``utils/loss_tal.py`` for GELAN) on the same train-mode maps and targets, float64: loss and
+    its three items within 1e-9 relative, and so are the gradients w.r.t. the maps."""
+    off = official()
+    with default_dtype(torch.float64):
+        compute = (off.loss_tal_dual if dual else off.loss_tal).ComputeLoss(
+            _OfficialLossHost(_official_head(dual)))
+        ours = DetectionLoss(DualDDetect(NC, CH, CH) if dual else DDetect(NC, CH))
+        for seed, batch, size in ((0, 4, 64), (1, 2, 96)):
+            maps = _maps(batch, size, seed, 2 if dual else 1)
+            flat = [m for head in maps for m in head] if dual else maps
+            targets = _targets(seed, batch)
+            a = [m.clone().requires_grad_() for m in flat]
+            b = [m.clone().requires_grad_() for m in flat]
+            pa = [a[:3], a[3:]] if dual else a
+            pb = [b[:3], b[3:]] if dual else b
+            loss_theirs, items_theirs = compute(pa, targets.clone())
+            loss_ours, items_ours = ours(pb, targets.clone())
+            assert items_theirs.dtype == torch.float64
+            assert rel(loss_ours, loss_theirs) <= 1e-9
+            assert rel(items_ours, items_theirs) <= 1e-9
+            loss_theirs.backward()
+            loss_ours.backward()
+            for x, y in zip(b, a):
+                assert rel(x.grad, y.grad) <= 1e-9
