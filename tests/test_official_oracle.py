@@ -150,3 +150,28 @@ def test_loss_equals_official_compute_loss(dual):
             loss_ours.backward()
             for x, y in zip(b, a):
                 assert rel(x.grad, y.grad) <= 1e-9
+
+
+# -------------------------------------------------------------------------------------- EMA
+
+def test_ema_is_bit_identical_to_official_model_ema():
+    """Our ModelEMA vs the official ``utils/torch_utils.py`` ModelEMA over five updates of a
+    model whose weights and BN statistics change between updates: every float tensor equal bit
+    for bit, the integer BN counters left alone by both."""
+    from yolov9lite.optim import ModelEMA
+
+    torch.manual_seed(0)
+    model = build_model("gelan-nano", 3)
+    ours, theirs = ModelEMA(model), official().torch_utils.ModelEMA(model)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        with torch.no_grad():
+            for t in model.state_dict().values():
+                if t.is_floating_point():
+                    t.add_(torch.randn(t.shape, generator=gen) * 0.1)
+        ours.update(model)
+        theirs.update(model)
+    a, b = ours.module.state_dict(), theirs.ema.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:3]
+    assert ours.updates == theirs.updates == 5
