@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from official_code import YOLO9_VERSION, official, official_model
@@ -175,3 +177,101 @@ def test_ema_is_bit_identical_to_official_model_ema():
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:3]
     assert ours.updates == theirs.updates == 5
+
+
+# --------------------------------------------------------------------------------- schedule
+
+SCHEDULE_HYP = {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937, "warmup_momentum": 0.8,
+                "warmup_bias_lr": 0.1, "weight_decay": 5e-4}  # official hyp.scratch-high.yaml
+
+
+def _official_run(model, epochs, nb, batch, cos_lr, start_epoch=0, resume_from=None,
+                  stop_after=None):
+    """The schedule part of the official train_dual.py loop, driving the official optimizer
+    (``smart_optimizer``) and ``one_cycle``, and torch's ``LambdaLR`` as the loop does: created
+    before the loop, ``last_epoch = start_epoch - 1``, stepped at each epoch's end; the warm-up
+    block sets lr and momentum per batch. A resume loads the optimizer state as
+    ``smart_resume`` does. Yields ``(ni, epoch, [lr per group], momentum, accumulate)``; returns
+    the optimizer state after epoch ``stop_after``. (The loop body itself is a function of the
+    official ``train()``, which cannot be run piecewise; these are its scheduling lines.)"""
+    off = official()
+    hyp, nbs = dict(SCHEDULE_HYP), 64
+    accumulate = max(round(nbs / batch), 1)
+    hyp["weight_decay"] *= batch * accumulate / nbs
+    optimizer = off.torch_utils.smart_optimizer(model, "SGD", hyp["lr0"], hyp["momentum"],
+                                                hyp["weight_decay"])
+    if cos_lr:
+        lf = off.general.one_cycle(1, hyp["lrf"], epochs)
+    else:  # train_dual.py's own lambda
+        lf = lambda x: (1 - x / epochs) * (1.0 - hyp["lrf"]) + hyp["lrf"]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
+    if resume_from is not None:
+        optimizer.load_state_dict(resume_from)
+    nw = max(round(3.0 * nb), 100)
+    scheduler.last_epoch = start_epoch - 1
+    for epoch in range(start_epoch, epochs):
+        for i in range(nb):
+            ni = i + nb * epoch
+            if ni <= nw:
+                xi = [0, nw]
+                accumulate = max(1, np.interp(ni, xi, [1, nbs / batch]).round())
+                for j, x in enumerate(optimizer.param_groups):
+                    x["lr"] = np.interp(ni, xi, [hyp["warmup_bias_lr"] if j == 0 else 0.0,
+                                                 x["initial_lr"] * lf(epoch)])
+                    if "momentum" in x:
+                        x["momentum"] = np.interp(ni, xi, [hyp["warmup_momentum"],
+                                                           hyp["momentum"]])
+            groups = optimizer.param_groups
+            yield ni, epoch, [g["lr"] for g in groups], groups[0]["momentum"], int(accumulate)
+        with warnings.catch_warnings():  # no optimizer.step() here: only the schedule is run
+            warnings.simplefilter("ignore")
+            scheduler.step()
+        if epoch == stop_after:
+            return optimizer.state_dict()
+    return None
+
+
+def _check_against_ours(run, epochs, nb, batch, cos_lr) -> int:
+    from yolov9lite.optim import schedule, warmup_iters
+
+    nw, n = warmup_iters(nb, 3.0), 0
+    for ni, epoch, lrs, momentum, accumulate in run:
+        ours = schedule(ni, epoch, epochs=epochs, nw=nw, batches_per_epoch=nb, batch_size=batch,
+                        cos_lr=cos_lr, nominal_batch=64,
+                        **{k: v for k, v in SCHEDULE_HYP.items() if k != "weight_decay"})
+        where = f"ni {ni}, epoch {epoch}"
+        assert ours["lr"] == pytest.approx(lrs, rel=1e-12, abs=1e-15), where
+        assert ours["momentum"] == pytest.approx(momentum, rel=1e-12), where
+        assert ours["accumulate"] == accumulate, where
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("cos_lr", [False, True])
+def test_schedule_over_a_500_epoch_run_and_resume_equals_the_official_loop(cos_lr):
+    """Every batch of a 500-epoch run (7 batches per epoch: warm-up of 100 batches ends in
+    epoch 14), then the same run resumed after epoch 5 (inside warm-up) and after epoch 250:
+    lr of each group, momentum and accumulate equal the official loop's. The optimizer's groups
+    hold the same trainable parameters as the official smart_optimizer's, in the same order."""
+    from yolov9lite.optim import build_optimizer, scaled_weight_decay
+
+    epochs, nb, batch = 500, 7, 16
+    model = build_model("gelan-nano", 3)
+    assert _check_against_ours(_official_run(model, epochs, nb, batch, cos_lr),
+                               epochs, nb, batch, cos_lr) == epochs * nb
+    theirs = official().torch_utils.smart_optimizer(model, "SGD", 0.01, 0.937, 5e-4)
+    ours = build_optimizer(model, weight_decay=scaled_weight_decay(5e-4, batch), fused=False)
+    for a, b in zip(ours.param_groups, theirs.param_groups, strict=True):
+        # the official groups also hold the frozen DFL projection weight (no gradient, so SGD
+        # skips it); ours leave frozen parameters out
+        assert [id(p) for p in a["params"]] == [id(p) for p in b["params"] if p.requires_grad]
+        assert a["weight_decay"] == b["weight_decay"] * batch * 4 / 64  # scaled as the loop does
+    for k in (5, 250):
+        gen = _official_run(model, epochs, nb, batch, cos_lr, stop_after=k - 1)
+        try:
+            while True:
+                next(gen)
+        except StopIteration as done:
+            state = done.value
+        resumed = _official_run(model, epochs, nb, batch, cos_lr, start_epoch=k, resume_from=state)
+        assert _check_against_ours(resumed, epochs, nb, batch, cos_lr) == (epochs - k) * nb
