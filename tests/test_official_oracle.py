@@ -343,3 +343,31 @@ def test_two_training_steps_equal_the_official_ones(name):
             optimizer_step(state)
             our_state = {key[k]: v for k, v in ours.state_dict().items()}
             assert _max_rel(our_state, theirs.state_dict()) <= 1e-12, step
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+@pytest.mark.parametrize("training", [False, True])
+def test_resized_images_equal_the_official_load_image(training, tmp_path):
+    """Our load_resized vs the official ``LoadImagesAndLabels.load_image`` (run on a stand-in
+    dataset object holding only what it reads) on PNGs of awkward sizes, shrinking and enlarging:
+    same size (the official code truncates) and bit-identical pixels."""
+    import cv2
+
+    from yolov9lite.data.dataset import load_resized
+    from yolov9lite.data.records import ImageRecord
+
+    load_image = official().dataloaders.LoadImagesAndLabels.load_image
+    rng = np.random.default_rng(0)
+    imgsz = 64
+    for h, w in ((37, 50), (100, 73), (127, 33), (48, 64), (30, 41), (64, 64), (97, 113)):
+        path = tmp_path / f"{h}x{w}.png"
+        cv2.imwrite(str(path), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        dataset = type("Stand-in", (), {"ims": [None], "im_files": [str(path)],
+                                        "img_size": imgsz, "augment": training,
+                                        "npy_files": [tmp_path / "absent.npy"]})()
+        theirs = load_image(dataset, 0)[0]
+        record = ImageRecord(str(path), 0, (h, w), np.zeros(0, np.int64), np.zeros((0, 4)))
+        ours = load_resized(record, imgsz, training)
+        assert ours.shape == theirs.shape, (h, w)
+        assert np.array_equal(ours, theirs), (h, w)
