@@ -371,3 +371,124 @@ def test_resized_images_equal_the_official_load_image(training, tmp_path):
         ours = load_resized(record, imgsz, training)
         assert ours.shape == theirs.shape, (h, w)
         assert np.array_equal(ours, theirs), (h, w)
+
+
+class _Replay:
+    """Records the random numbers an official function draws (its ``random.uniform`` and
+    ``np.random.uniform`` / ``np.random.beta`` calls, in order), then plays them back to ours as
+    a ``np.random.Generator`` stand-in: same draws, same ranges (checked)."""
+
+    def __init__(self, monkeypatch):
+        import random
+
+        self.draws: list[tuple[str, float, float, float]] = []
+        real_uniform, real_np_uniform, real_beta = random.uniform, np.random.uniform, np.random.beta
+
+        def uniform(a, b):
+            value = real_uniform(a, b)
+            self.draws.append(("uniform", a, b, value))
+            return value
+
+        def np_uniform(low=0.0, high=1.0, size=None):
+            values = real_np_uniform(low, high, size)
+            self.draws += [("uniform", low, high, v) for v in np.atleast_1d(values)]
+            return values
+
+        def beta(a, b, size=None):
+            value = real_beta(a, b, size)
+            self.draws.append(("beta", a, b, value))
+            return value
+
+        monkeypatch.setattr(random, "uniform", uniform)
+        monkeypatch.setattr(np.random, "uniform", np_uniform)
+        monkeypatch.setattr(np.random, "beta", beta)
+
+    def _take(self, kind, a, b, size):
+        n = 1 if size is None else int(np.prod(size))
+        taken, self.draws = self.draws[:n], self.draws[n:]
+        assert [(k, x, y) for k, x, y, _ in taken] == [(kind, a, b)] * n, (taken, kind, a, b)
+        values = np.array([v for *_, v in taken])
+        return values[0] if size is None else values.reshape(size)
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        return self._take("uniform", low, high, size)
+
+    def beta(self, a, b, size=None):
+        return self._take("beta", a, b, size)
+
+
+def _random_image(h, w, seed):
+    """A smooth random image (noise would make every interpolation difference look large)."""
+    import cv2
+
+    noise = np.random.default_rng(seed).integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), np.uint8)
+    return cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def test_random_perspective_equals_the_official_one(monkeypatch):
+    """Our random_affine vs the official random_perspective with the same draws, at the recipe's
+    settings (scale 0.9, translate 0.1) and with rotation and shear on: the image bit-identical,
+    the kept boxes the same ones, equal within float32 rounding (ours warp in float32)."""
+    from yolov9lite.data.augment import HYP_SCRATCH_HIGH, random_affine
+    from yolov9lite.data.instances import Instances
+
+    random_perspective = official().augmentations.random_perspective
+    rng = np.random.default_rng(0)
+    for seed, (degrees, shear) in enumerate([(0.0, 0.0), (10.0, 0.0), (0.0, 5.0)]):
+        hyp = HYP_SCRATCH_HIGH.__class__(**{**vars(HYP_SCRATCH_HIGH), "degrees": degrees,
+                                            "shear": shear})
+        image = _random_image(96, 128, seed)
+        xy = rng.uniform(0, [100, 70], (6, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(8, 30, (6, 2))], 1).astype(np.float32)
+        cls = np.arange(6) % NC
+        import random
+
+        random.seed(seed)
+        replay = _Replay(monkeypatch)
+        their_image, their_targets = random_perspective(
+            image.copy(), np.concatenate([cls[:, None], boxes], 1).astype(np.float64), (),
+            degrees=hyp.degrees, translate=hyp.translate, scale=hyp.scale, shear=hyp.shear,
+            perspective=hyp.perspective)
+        monkeypatch.undo()
+        our_image, ours = random_affine(image.copy(), Instances(cls, boxes.copy()), hyp, replay)
+        assert not replay.draws  # every draw used
+        assert np.array_equal(our_image, their_image), seed
+        assert np.array_equal(ours.cls, their_targets[:, 0].astype(ours.cls.dtype)), seed
+        assert np.allclose(ours.boxes, their_targets[:, 1:], atol=1e-3, rtol=0), seed
+
+
+def test_augment_hsv_and_mixup_equal_the_official_ones(monkeypatch):
+    from yolov9lite.data.augment import augment_hsv, mixup
+    from yolov9lite.data.instances import Instances
+
+    off = official().augmentations
+    for seed in range(3):
+        image, other = _random_image(64, 80, seed), _random_image(64, 80, seed + 10)
+        np.random.seed(seed)
+        replay = _Replay(monkeypatch)
+        theirs = image.copy()
+        off.augment_hsv(theirs, hgain=0.015, sgain=0.7, vgain=0.4)  # in place
+        their_mix, _ = off.mixup(image, np.zeros((0, 5)), other, np.zeros((0, 5)))
+        monkeypatch.undo()
+        assert np.array_equal(augment_hsv(image.copy(), replay, 0.015, 0.7, 0.4), theirs)
+        empty = Instances(np.zeros(0, np.int64), np.zeros((0, 4), np.float32))
+        our_mix, _ = mixup(image, empty, other, empty, replay)
+        assert np.array_equal(our_mix, their_mix), seed
+
+
+def test_letterbox_equals_the_official_one():
+    """Validation letterbox (official val.py: ``auto=False``, ``scaleup=False``) and the
+    training one (``scaleup=True``): image, gains and padding."""
+    from yolov9lite.data.augment import letterbox
+
+    official_letterbox = official().augmentations.letterbox
+    for seed, (h, w, shape) in enumerate([(37, 50, (64, 64)), (100, 73, (64, 96)),
+                                          (64, 64, (64, 64)), (20, 90, (96, 64))]):
+        image = _random_image(h, w, seed)
+        for scaleup in (False, True):
+            theirs, ratio, (dw, dh) = official_letterbox(image, shape, auto=False,
+                                                         scaleup=scaleup)
+            ours, (_, gain_w), (left, top) = letterbox(image, shape, scaleup=scaleup)
+            assert np.array_equal(ours, theirs), (h, w, shape, scaleup)
+            assert (left, top) == (round(dw - 0.1), round(dh - 0.1))
+            assert ratio[0] == pytest.approx(gain_w, rel=0.05)  # theirs: the unrounded gain

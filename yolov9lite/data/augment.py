@@ -289,7 +289,9 @@ def mixup(image1: np.ndarray, inst1: Instances, image2: np.ndarray, inst2: Insta
     """Blend two equally sized images with r ~ Beta(32, 32) (so r is about 0.5); keep all labels
     (Zhang et al. 2018, applied to detection as in the official recipe)."""
     r = rng.beta(32.0, 32.0)
-    blended = cv2.addWeighted(image1, r, image2, 1 - r, 0)
+    # the official arithmetic, truncating to uint8 (cv2.addWeighted rounds: every pixel with a
+    # fractional part >= 0.5 came out 1 higher than in the official pipeline)
+    blended = (image1 * r + image2 * (1 - r)).astype(np.uint8)
     return blended, concat_instances([inst1, inst2])
 
 
