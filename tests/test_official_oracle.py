@@ -492,3 +492,58 @@ def test_letterbox_equals_the_official_one():
             assert np.array_equal(ours, theirs), (h, w, shape, scaleup)
             assert (left, top) == (round(dw - 0.1), round(dh - 0.1))
             assert ratio[0] == pytest.approx(gain_w, rel=0.05)  # theirs: the unrounded gain
+
+
+def test_mosaic_equals_the_official_load_mosaic(monkeypatch):
+    """Our mosaic4 + random_affine (the training sample of the recipe, copy-paste off) vs the
+    official ``LoadImagesAndLabels.load_mosaic`` on a stand-in dataset holding four cached images
+    (the official tile choice and shuffle fixed to 0, 1, 2, 3; its centre and warp draws replayed
+    to ours): the 2s-canvas mosaic warped to s x s bit-identical, the same boxes kept."""
+    import random
+
+    from yolov9lite.data.augment import HYP_SCRATCH_HIGH, mosaic4, random_affine
+    from yolov9lite.data.instances import Instances
+
+    dataloaders = official().dataloaders
+    s, rng = 64, np.random.default_rng(1)
+    images = [_random_image(h, w, 20 + k) for k, (h, w) in
+              enumerate([(64, 48), (40, 64), (64, 64), (33, 64)])]
+    pixel_boxes = []
+    for im in images:
+        h, w = im.shape[:2]
+        xy = rng.uniform(0, [w - 12, h - 12], (3, 2))
+        pixel_boxes.append(np.concatenate([xy, np.minimum(xy + rng.uniform(6, 30, (3, 2)),
+                                                          [w, h])], 1).astype(np.float32))
+    cls = [np.array([0, 1, 2]) for _ in images]
+
+    def xywhn(b, h, w):  # pixel xyxy -> the official label layout (cls, normalised xywh)
+        return np.stack([(b[:, 0] + b[:, 2]) / 2 / w, (b[:, 1] + b[:, 3]) / 2 / h,
+                         (b[:, 2] - b[:, 0]) / w, (b[:, 3] - b[:, 1]) / h], 1)
+
+    hyp = vars(HYP_SCRATCH_HIGH)
+    dataset = type("Stand-in", (), {})()
+    dataset.__dict__.update(
+        img_size=s, mosaic_border=[-s // 2, -s // 2], indices=range(4),
+        ims=images, im_hw0=[im.shape[:2] for im in images], im_hw=[im.shape[:2] for im in images],
+        im_files=[""] * 4, npy_files=[None] * 4,
+        labels=[np.concatenate([c[:, None], xywhn(b.astype(np.float64), *im.shape[:2])], 1)
+                for c, b, im in zip(cls, pixel_boxes, images)],
+        segments=[[] for _ in images],
+        hyp={"copy_paste": 0.0, "degrees": hyp["degrees"], "translate": hyp["translate"],
+             "scale": hyp["scale"], "shear": hyp["shear"], "perspective": hyp["perspective"]})
+    dataset.load_image = lambda i: dataloaders.LoadImagesAndLabels.load_image(dataset, i)
+    for seed in range(3):
+        random.seed(seed)
+        monkeypatch.setattr(random, "choices", lambda population, k: [1, 2, 3])
+        monkeypatch.setattr(random, "shuffle", lambda x: None)
+        replay = _Replay(monkeypatch)
+        their_image, their_labels = dataloaders.LoadImagesAndLabels.load_mosaic(dataset, 0)
+        monkeypatch.undo()
+        canvas, inst = mosaic4([im.copy() for im in images],
+                               [Instances(c, b.copy()) for c, b in zip(cls, pixel_boxes)],
+                               s, replay)
+        our_image, ours = random_affine(canvas, inst, HYP_SCRATCH_HIGH, replay, out_hw=(s, s))
+        assert not replay.draws
+        assert np.array_equal(our_image, their_image), seed
+        assert np.array_equal(ours.cls, their_labels[:, 0].astype(ours.cls.dtype)), seed
+        assert np.allclose(ours.boxes, their_labels[:, 1:], atol=1e-3, rtol=0), seed

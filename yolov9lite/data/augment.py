@@ -125,7 +125,7 @@ def mosaic4(images: list[np.ndarray], labels: list[Instances], size: int,
     """
     s = size
     canvas = np.empty((2 * s, 2 * s, 3), np.uint8)  # grey only where no tile lands, below
-    xc, yc = (int(v) for v in rng.uniform(s / 2, 3 * s / 2, 2))
+    yc, xc = (int(v) for v in rng.uniform(s / 2, 3 * s / 2, 2))  # official order: y first
     placed = []
     for k, (im, inst) in enumerate(zip(images, labels)):
         h, w = im.shape[:2]
