@@ -13,6 +13,8 @@ Two things this helper does around the package:
   of the import.
 * The official ``models/yolo.py`` appends its folder to ``sys.path`` when imported; that is
   undone, so ``import models`` keeps failing in the test session.
+* The package's ``models/yolo.py`` misses ``models/common.py``'s names (Conv ...) until its
+  first ``parse_model``; they are copied in once, as ``parse_model`` does.
 * A released checkpoint pickles its classes as ``models.yolo.DetectionModel``,
   ``models.common.Conv`` ...; objects of the package's classes pickle as
   ``yolo9.models.common.Conv``. :func:`released_names` makes them pickle under the released
@@ -75,6 +77,12 @@ def official() -> types.SimpleNamespace:
     # rely on it not working (the loader must not need the official code)
     sys.path[:] = [p for p in sys.path if p in path_before]
     importlib.invalidate_caches()
+    # The package's models/yolo.py copies models/common.py's names into its globals at import,
+    # but yolo9/__init__ imports it while models/common.py is still half-initialised (a circular
+    # import), so names such as Conv are missing until the first parse_model() copies them again.
+    # Do that copy now, so that the heads can be built directly (what parse_model would do).
+    vars(mods["yolo"]).update({k: v for k, v in vars(mods["common"]).items()
+                               if not k.startswith("_")})
     mods["general"].LOGGER.setLevel(logging.WARNING)  # the builder prints a table per model
     return types.SimpleNamespace(**mods)
 
