@@ -48,7 +48,7 @@ def official() -> types.SimpleNamespace:
 
     Skips the calling test when the extra is not installed; fails when another version is.
     """
-    path_before = list(sys.path)
+    path_before, modules_before = list(sys.path), set(sys.modules)
     pytest.importorskip("yolo9", reason="the official YOLOv9 code (test extra 'official': "
                         "pip install -e '.[official]' and yolo9 --no-deps, as `make install` does)"
                         " is not installed")
@@ -72,6 +72,12 @@ def official() -> types.SimpleNamespace:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = mod
+        # and the copies the official files imported under the top-level names meanwhile (the
+        # package imports some of its own files as ``utils.general`` ...; the loss imports
+        # ``utils.tal.assigner``): a later ``import utils`` must not find them
+        for name in set(sys.modules) - modules_before:
+            if name.split(".")[0] in ("utils", "models"):
+                del sys.modules[name]
     # the official models/yolo.py appends its root (here the yolo9 folder) to sys.path, which
     # would make ``import models`` work for the rest of the test session; the checkpoint tests
     # rely on it not working (the loader must not need the official code)
