@@ -399,6 +399,14 @@ class _Replay:
             self.draws.append(("beta", a, b, value))
             return value
 
+        real_sample = random.sample
+
+        def sample(population, k):
+            chosen = real_sample(population, k)
+            self.draws.append(("sample", tuple(population), k, chosen))
+            return chosen
+
+        monkeypatch.setattr(random, "sample", sample)
         monkeypatch.setattr(random, "uniform", uniform)
         monkeypatch.setattr(np.random, "uniform", np_uniform)
         monkeypatch.setattr(np.random, "beta", beta)
@@ -415,6 +423,12 @@ class _Replay:
 
     def beta(self, a, b, size=None):
         return self._take("beta", a, b, size)
+
+    def choice(self, a, size, replace=True):
+        """``rng.choice(a, k, replace=False)``: the official ``random.sample(list(a), k)``."""
+        kind, population, k, chosen = self.draws.pop(0)
+        assert (kind, population, k, replace) == ("sample", tuple(a), size, False)
+        return np.array(chosen, dtype=np.asarray(a).dtype)
 
 
 def _random_image(h, w, seed):
@@ -547,3 +561,41 @@ def test_mosaic_equals_the_official_load_mosaic(monkeypatch):
         assert np.array_equal(our_image, their_image), seed
         assert np.array_equal(ours.cls, their_labels[:, 0].astype(ours.cls.dtype)), seed
         assert np.allclose(ours.boxes, their_labels[:, 1:], atol=1e-3, rtol=0), seed
+
+
+def test_copy_paste_equals_the_official_one(monkeypatch):
+    """Our copy_paste vs the official one with the same sample of objects, on an image with
+    polygon objects (some mirrored onto others, so the IoA rule removes candidates): image
+    bit-identical, the same labels and segments appended in the same order."""
+    import random
+
+    from yolov9lite.data.augment import copy_paste
+    from yolov9lite.data.instances import Instances
+
+    official_copy_paste = official().augmentations.copy_paste
+    rng = np.random.default_rng(3)
+    h, w = 96, 128
+    for seed in range(4):
+        centres = rng.uniform([10, 10], [w - 10, h - 10], (8, 2))
+        angles = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+        radii = rng.uniform(3, 12, (8, 1))
+        segs = (centres[:, None] + radii[..., None] * np.stack([np.cos(angles), np.sin(angles)],
+                                                               1)[None]).clip(0, [w, h])
+        segs = segs.astype(np.float32)
+        boxes = np.concatenate([segs.min(1), segs.max(1)], 1)
+        cls = np.arange(8) % NC
+        image = _random_image(h, w, 40 + seed)
+        random.seed(seed)
+        replay = _Replay(monkeypatch)
+        labels = np.concatenate([cls[:, None], boxes], 1).astype(np.float64)
+        their_image, their_labels, their_segs = official_copy_paste(
+            image.copy(), labels, [sg.astype(np.float64) for sg in segs], p=0.5)
+        monkeypatch.undo()
+        our_image, ours = copy_paste(image.copy(), Instances(cls, boxes.copy(), segs.copy()),
+                                     0.5, replay)
+        assert not replay.draws
+        assert len(ours) == len(their_labels) > 8, seed  # something was pasted
+        assert np.array_equal(our_image, their_image), seed
+        assert np.array_equal(ours.cls, their_labels[:, 0].astype(ours.cls.dtype)), seed
+        assert np.allclose(ours.boxes, their_labels[:, 1:], atol=1e-4, rtol=0), seed
+        assert np.allclose(ours.segments, np.stack(their_segs), atol=1e-4, rtol=0), seed
