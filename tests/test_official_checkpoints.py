@@ -131,6 +131,14 @@ def test_cli_convert_and_predict_official_file(tmp_path, capsys):
         ours = model_from_checkpoint(load_checkpoint(tmp_path / "ours.pt"))
         assert ours.names[:2] == ["name0", "name1"]
         assert _rel_err(ours(x), _official_main_output(ref, x)) <= 1e-4
+    # predict straight from the official file (deployed on load)
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "img.png"), (x[0].permute(1, 2, 0).numpy() * 255).astype("uint8"))
+    assert cli_main(["predict", "--weights", str(path), "--source", str(tmp_path / "img.png"),
+                     "--project", str(tmp_path / "runs"), "--img", "64", "--conf", "0.0",
+                     "--device", "cpu"]) == 0
+    assert (tmp_path / "runs" / "exp" / "detections.json").is_file()
 
 
 @pytest.mark.parametrize("name", ["yolov9-c"])
