@@ -14,7 +14,10 @@ Without mosaic (close-mosaic epochs, rect or validation): `letterbox`, then (whe
 the same `random_affine` with no border. Every function takes an explicit
 `rng: np.random.Generator`, so a notebook can show one step on one image, and a seeded run is
 reproducible. Images are HxWx3 uint8 BGR (OpenCV order) until the dataset emits CHW RGB.
-Albumentations (blur/CLAHE/gray at p=0.01) is not reproduced: it is optional upstream too.
+Not reproduced, a deviation: the official Albumentations step (Blur, MedianBlur, ToGray and
+CLAHE, each with p=0.01). The official code skips it when the albumentations package is missing,
+but the official requirements install it, so official training runs apply it (to about 4% of
+the samples).
 """
 
 from __future__ import annotations
