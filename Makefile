@@ -15,6 +15,9 @@ TORCH ?=
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed
 SCALE ?= default
+# The official YOLOv9 code, the test oracle (tests/official_code.py): pinned, without its declared
+# requirements (see the 'official' extra in pyproject.toml); it needs Python >= 3.11.
+YOLO9 := yolo9==1.0.18; python_version >= "3.11"
 
 .PHONY: install figures book models test lint clean
 
@@ -24,7 +27,8 @@ $(STAMP): pyproject.toml constraints.txt
 	if [ "$(TORCH)" = "cpu" ]; then \
 		$(PY) -m pip install $(TORCH_CONSTRAINTS) --index-url $(TORCH_CPU_INDEX) torch torchvision; \
 	elif [ -n "$(TORCH)" ]; then echo "TORCH=$(TORCH): only TORCH=cpu is known" >&2; exit 2; fi
-	$(PY) -m pip install $(TORCH_CONSTRAINTS) -e ".[train,notebooks,dev,export,book]"
+	$(PY) -m pip install $(TORCH_CONSTRAINTS) -e ".[train,notebooks,dev,export,book,official]"
+	$(PY) -m pip install --no-deps '$(YOLO9)'
 	touch $(STAMP)
 
 install: $(STAMP)

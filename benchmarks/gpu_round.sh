@@ -5,6 +5,7 @@
 # between the gpu_round marker comments.
 #
 #   bash benchmarks/gpu_round.sh --official third_party/yolov9     # one H100/H200, < 8 minutes
+#   bash benchmarks/gpu_round.sh --official                        # the same, official code from PyPI
 #   bash benchmarks/gpu_round.sh --smoke                           # CPU, tiny sizes (CI)
 #
 # Stages (each under a hard time cap, so that one slow stage cannot eat the round; a capped or
@@ -24,12 +25,13 @@
 #   e2e            train_e2e.py: 2048 distinct 640-px JPEGs, yolov9-s b64, 16 workers,
 #                  ours, the official train_dual.py, then ours with the image cache;
 #                  last of 2 epochs                                                    cap 100 s
-# Options: --official DIR (a checkout of github.com/WongKinYiu/yolov9, git-ignored, e.g.
-# third_party/yolov9), --out DIR (default runs/gpu_round/<UTC time>), --write FILE (where the
-# table goes; default benchmarks/README.md, with --smoke OUT/table.md), --smoke.
+# Options: --official [DIR] (a checkout of github.com/WongKinYiu/yolov9, git-ignored, e.g.
+# third_party/yolov9; without DIR the pinned PyPI package yolo9 of `make install`), --out DIR
+# (default runs/gpu_round/<UTC time>), --write FILE (where the table goes; default
+# benchmarks/README.md, with --smoke OUT/table.md), --smoke.
 set -uo pipefail
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "gpu_round.sh: $*" >&2; exit 2; }
 
 SMOKE=0
@@ -39,7 +41,8 @@ WRITE=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
-    --official) [[ $# -ge 2 ]] || die "--official needs a folder"; OFFICIAL="$2"; shift ;;
+    --official)  # a checkout folder, or nothing: the pinned PyPI package (test extra 'official')
+      if [[ $# -ge 2 && "$2" != --* ]]; then OFFICIAL="$2"; shift; else OFFICIAL=PYPI; fi ;;
     --out) [[ $# -ge 2 ]] || die "--out needs a folder"; OUT="$2"; shift ;;
     --write) [[ $# -ge 2 ]] || die "--write needs a file"; WRITE="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -55,6 +58,12 @@ elif command -v python >/dev/null; then PY=python
 else PY=python3; fi
 # the scripts import yolov9lite from this checkout, installed or not
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if [[ "$OFFICIAL" == PYPI ]]; then
+  # the folder of PyPI's yolo9 (the official repository packaged; models/, utils/, train_dual.py
+  # and data/hyps/ are laid out as in a checkout)
+  OFFICIAL=$("$PY" -c "import os, yolo9; print(os.path.dirname(yolo9.__file__))" 2>/dev/null) \
+    || die "--official without a folder needs the official code installed (make install, or pip install --no-deps yolo9==1.0.18)"
+fi
 if [[ -n "$OFFICIAL" && ! -f "$OFFICIAL/train_dual.py" ]]; then
   die "--official $OFFICIAL: no train_dual.py there; pass a checkout of github.com/WongKinYiu/yolov9"
 fi

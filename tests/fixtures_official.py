@@ -14,6 +14,9 @@ classes live in ``models.common`` / ``models.yolo``, in half precision, with pla
 
 Layer indices come from :func:`yolov9lite.official.official_layer_table`; the tests check that
 table independently (official tensor counts, per-layer parameter counts, sample keys).
+These stand-ins do not share modules as the real official objects do (every official ``Conv``
+refers to one ``nn.SiLU``); files written by the real official classes are tested in
+test_official_checkpoints.py.
 """
 from __future__ import annotations
 

@@ -222,8 +222,10 @@ def test_compile_for_inference_equals_eager_on_cpu():
 
 
 def test_ema_multi_tensor_update_equals_the_per_tensor_loop(nano):
-    """``ModelEMA.update`` runs two ``_foreach`` kernels; each element sees the same arithmetic
-    as the official per-tensor ``v *= d; v += (1 - d) * x``, so the average is bit-identical."""
+    """``ModelEMA.update`` runs ``_foreach`` kernels; each element sees the same arithmetic as
+    the official per-tensor ``v *= d; v += (1 - d) * x`` (the reference below, written as the
+    official code writes it), so the average is bit-identical. The official ``ModelEMA`` itself
+    is compared in test_official_oracle.py."""
     model = copy.deepcopy(nano)
     ema = ModelEMA(model)
     reference = copy.deepcopy(ema.module)
@@ -237,6 +239,7 @@ def test_ema_multi_tensor_update_equals_the_per_tensor_loop(nano):
         d, source = ema.current_decay(), model.state_dict()
         for name, value in reference.state_dict().items():
             if value.dtype.is_floating_point:
-                value.mul_(d).add_(source[name], alpha=1 - d)
+                value *= d
+                value += (1 - d) * source[name]
     pairs = zip(ema.module.state_dict().values(), reference.state_dict().values())
     assert all(torch.equal(a, b) for a, b in pairs) and ema.updates == 3

@@ -101,7 +101,7 @@ def test_mosaic_canvas_equals_grey_fill_then_tiles():
         images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
         labels = [Instances.empty() for _ in images]
         canvas, _ = mosaic4(images, labels, s, np.random.default_rng(trial))
-        xc, yc = (int(v) for v in np.random.default_rng(trial).uniform(s / 2, 3 * s / 2, 2))
+        yc, xc = (int(v) for v in np.random.default_rng(trial).uniform(s / 2, 3 * s / 2, 2))
         expected = np.full((2 * s, 2 * s, 3), 114, np.uint8)
         for k, im in enumerate(images):
             h, w = im.shape[:2]

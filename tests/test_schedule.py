@@ -7,6 +7,9 @@ lr is whatever a ``LambdaLR`` scheduler last set, and that scheduler is created 
 epoch. :func:`official_settings` runs exactly that with a real ``torch.optim.SGD`` and
 ``LambdaLR``; our pure :func:`yolov9lite.optim.schedule` must give the same numbers for every
 batch of the first 300 and at every epoch boundary, for the linear and the cosine decay.
+This transcription runs without the official code; test_official_oracle.py repeats the check
+with the official objects (``smart_optimizer``, ``one_cycle``) over every batch of a 500-epoch
+run and its resumptions.
 """
 from __future__ import annotations
 

@@ -138,8 +138,9 @@ def _stop_after(n):
 def test_resume_is_exact(data_yaml, tmp_path):
     """3 epochs straight == 1 epoch, killed, resumed for 2 more: same weights, EMA, optimizer
     state, bit for bit (CPU, deterministic, workers=0). With 3 batches per epoch and 2 batches
-    per step (batch 4, nominal 8, no warm-up), a nominal batch spans the first epoch boundary, so
-    the pending gradients must round-trip too; mosaic closes in the last epoch."""
+    per step (batch 4, nominal 8, no warm-up), the first epoch ends with a gradient accumulated
+    but not applied; the next epoch drops it (official loop), in both runs; mosaic closes in the
+    last epoch."""
     kw = {"data": data_yaml, "epochs": 3, "batch_size": 4, "max_batches": 3,
           "nominal_batch": 8, "warmup_epochs": 0, "close_mosaic": 1, "val_interval": 0,
           "deterministic": True, "project": tmp_path, **TINY}

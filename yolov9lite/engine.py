@@ -222,6 +222,17 @@ def _kept(plan: EpochPlan) -> str:
 
 
 # --------------------------------------------------------------------------- one epoch
+def discard_pending_grads(state: State) -> None:
+    """Drop gradients accumulated but not applied in the previous epoch, as the official loop
+    does (``optimizer.zero_grad()`` before each epoch's batches, official ``train_dual.py``): a
+    nominal batch never spans an epoch end. Zeroed in place, so that the gradient views into
+    the graph step's flat buffer stay attached (0 + g is exactly g for the next backward)."""
+    with torch.no_grad():
+        for p in state.model.parameters():
+            if p.grad is not None:
+                p.grad.zero_()
+
+
 def train_one_epoch(state: State, loader, plan: EpochPlan) -> dict:
     """One pass over (at most ``plan.batches_per_epoch`` batches of) the training loader;
     returns the epoch's mean losses, last learning rates and throughput."""
@@ -229,6 +240,7 @@ def train_one_epoch(state: State, loader, plan: EpochPlan) -> dict:
 
     cfg, nb, epoch = plan.cfg, plan.batches_per_epoch, state.epoch
     state.net.train()
+    discard_pending_grads(state)
     sums = torch.zeros(len(ITEM_NAMES), device=plan.device)
     n_ok = n_images = 0
     compile_s = None

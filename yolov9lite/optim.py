@@ -198,10 +198,12 @@ class ModelEMA:
         names = [k for k, v in average.items()
                  if v.dtype.is_floating_point]  # skips BatchNorm's integer batch counter
         ema = [average[k] for k in names]
-        # two multi-tensor kernels instead of two per tensor; the same arithmetic per element
-        # as `ema.mul_(d).add_(x, alpha=1 - d)`, so the result is bit-identical to that loop
+        # multi-tensor kernels instead of a loop over tensors, with the official arithmetic
+        # per element (official utils/torch_utils.py ModelEMA: v *= d; v += (1 - d) * x): the
+        # product (1 - d) * x is rounded on its own before the add. A fused add_(x, alpha=1 - d)
+        # rounds once and differs in the last bit.
         torch._foreach_mul_(ema, d)
-        torch._foreach_add_(ema, [source[k].detach() for k in names], alpha=1 - d)
+        torch._foreach_add_(ema, torch._foreach_mul([source[k].detach() for k in names], 1 - d))
 
     def state_dict(self) -> dict:
         return {"module": self.module.state_dict(), "updates": self.updates,

@@ -48,8 +48,9 @@ Deviations from the official code, on purpose:
 * the close-mosaic rule is "the last ``close_mosaic`` epochs" even when the run is shorter than
   that (the official ``epoch == epochs - close_mosaic`` test never fires then);
 * a non-finite gradient norm (possible in bf16/fp32, where no scaler catches it) skips the step;
-* the data order and augmentation of every epoch are re-seeded from ``(seed, epoch)``, and
-  accumulated-but-unapplied gradients are saved, so that a resume is exact;
+* the data order and augmentation of every epoch are re-seeded from ``(seed, epoch)``, so that
+  a resume is exact (gradients accumulated but not applied by an epoch's end are dropped at the
+  next epoch's start, as in the official loop, and saved in checkpoints all the same);
 * checkpoints keep float32 weights (the official ones are fp16), again for exact resume.
 """
 from __future__ import annotations

@@ -14,7 +14,10 @@ Without mosaic (close-mosaic epochs, rect or validation): `letterbox`, then (whe
 the same `random_affine` with no border. Every function takes an explicit
 `rng: np.random.Generator`, so a notebook can show one step on one image, and a seeded run is
 reproducible. Images are HxWx3 uint8 BGR (OpenCV order) until the dataset emits CHW RGB.
-Albumentations (blur/CLAHE/gray at p=0.01) is not reproduced: it is optional upstream too.
+Not reproduced, a deviation: the official Albumentations step (Blur, MedianBlur, ToGray and
+CLAHE, each with p=0.01). The official code skips it when the albumentations package is missing,
+but the official requirements install it, so official training runs apply it (to about 4% of
+the samples).
 """
 
 from __future__ import annotations
@@ -71,14 +74,17 @@ def resize_longest(image: np.ndarray, size: int,
     """Resize so the longest side is `size`; returns (image, gain).
 
     INTER_AREA when shrinking for validation (official `utils/dataloaders.py`) because it
-    averages instead of aliasing; bilinear otherwise (training, or enlarging).
+    averages instead of aliasing; bilinear otherwise (training, or enlarging). The new size is
+    truncated, ``int(w * gain)``, as the official ``load_image`` does (rounding made 10 of the
+    256 coco128 images 1 px larger than the official loader); at least 1 px (the official code
+    would pass 0 to ``cv2.resize`` and fail).
     """
     h, w = image.shape[:2]
     gain = size / max(h, w)
     if gain == 1:
         return image, 1.0
     interp = cv2.INTER_AREA if (gain < 1 and area_when_shrinking) else cv2.INTER_LINEAR
-    new_wh = (max(1, round(w * gain)), max(1, round(h * gain)))
+    new_wh = (max(1, int(w * gain)), max(1, int(h * gain)))
     return cv2.resize(image, new_wh, interpolation=interp), gain
 
 
@@ -122,7 +128,7 @@ def mosaic4(images: list[np.ndarray], labels: list[Instances], size: int,
     """
     s = size
     canvas = np.empty((2 * s, 2 * s, 3), np.uint8)  # grey only where no tile lands, below
-    xc, yc = (int(v) for v in rng.uniform(s / 2, 3 * s / 2, 2))
+    yc, xc = (int(v) for v in rng.uniform(s / 2, 3 * s / 2, 2))  # official order: y first
     placed = []
     for k, (im, inst) in enumerate(zip(images, labels)):
         h, w = im.shape[:2]
@@ -165,43 +171,40 @@ def copy_paste(image: np.ndarray, inst: Instances, p: float,
                rng: np.random.Generator, inplace: bool = False) -> tuple[np.ndarray, Instances]:
     """YOLOv5-style copy-paste (Ghiasi et al. 2021, simplified; official `utils/augmentations.py`).
 
-    A fraction `p` of the objects is mirrored left-right and pasted onto the same image, but
-    only where the mirrored box covers less than 30% of any existing box (IoA < 0.30), so
-    objects are not buried. Needs polygon segments; without them this is a no-op.
-    Unlike the official loop, pasted copies are tested against the original objects only,
-    not against each other (one vectorised IoA instead of a loop). `inplace=True` pastes into
-    `image` itself (the mosaic's own canvas: saves copying 2s x 2s pixels).
+    Every object is mirrored left-right; those whose mirrored box covers less than 30% of every
+    existing box (IoA < 0.30, so objects are not buried) are the candidates, and a fraction `p`
+    of them, drawn at random, is pasted onto the same image. As in the official code, the mask
+    is the original polygons with their vertices truncated to whole pixels, flipped. Needs
+    polygon segments; without them this is a no-op. `inplace=True` pastes into `image` itself
+    (the mosaic's own canvas: saves copying 2s x 2s pixels).
     """
     n = len(inst)
     if p <= 0 or n == 0 or inst.segments is None:
         return image, inst
-    w = image.shape[1]
-    chosen = rng.permutation(n)[: round(p * n)]
-    if len(chosen) == 0:
+    h, w = image.shape[:2]
+    mirrored = inst.boxes.copy()
+    mirrored[:, [0, 2]] = w - inst.boxes[:, [2, 0]]
+    free = np.nonzero((box_ioa(mirrored, inst.boxes) < 0.30).all(1))[0]
+    k = round(p * len(free))
+    if k == 0:
         return image, inst
-    mirrored = inst.boxes[chosen].copy()
-    mirrored[:, [0, 2]] = w - inst.boxes[chosen][:, [2, 0]]
-    free = (box_ioa(mirrored, inst.boxes) < 0.30).all(1)
-    chosen, mirrored = chosen[free], mirrored[free]
-    if len(chosen) == 0:
-        return image, inst
+    chosen = rng.choice(free, k, replace=False)
     new_segs = inst.segments[chosen].copy()
     new_segs[..., 0] = w - new_segs[..., 0]
-    # Work only inside the box around the pasted objects: drawing a full-canvas mask and
+    # Work only inside the box around the chosen polygons: drawing a full-canvas mask and
     # mirroring the whole 2s x 2s mosaic would cost more than the rest of the sample.
-    h = image.shape[0]
-    x0, y0 = np.floor(mirrored[:, :2].min(0)).astype(int).clip(0)
-    x1, y1 = np.ceil(mirrored[:, 2:].max(0)).astype(int)
+    vertices = inst.segments[chosen].astype(np.int32)  # truncated, as the official code draws
+    x0, y0 = vertices.reshape(-1, 2).min(0).clip(0)
+    x1, y1 = vertices.reshape(-1, 2).max(0) + 1
     x1, y1 = min(x1, w), min(y1, h)
     out = image if inplace else image.copy()
     if x1 > x0 and y1 > y0:  # cv2.flip below copies the source first, so in place is safe
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        contours = list((new_segs - [x0, y0]).round().astype(np.int32))
-        cv2.drawContours(mask, contours, -1, 255, cv2.FILLED)
-        # pixel column x of the mirrored image is column w-1-x of the original
-        mirrored_region = cv2.flip(image[y0:y1, w - x1:w - x0], 1)
-        cv2.copyTo(mirrored_region, mask, out[y0:y1, x0:x1])
-    pasted = Instances(inst.cls[chosen], mirrored, new_segs)
+        for polygon in vertices - [x0, y0]:  # one by one: one call fills overlaps even-odd
+            cv2.drawContours(mask, [polygon], -1, 255, cv2.FILLED)
+        # pixel column x of the original lands in column w-1-x of the mirrored image
+        cv2.copyTo(cv2.flip(image[y0:y1, x0:x1], 1), cv2.flip(mask, 1), out[y0:y1, w - x1:w - x0])
+    pasted = Instances(inst.cls[chosen], mirrored[chosen], new_segs)
     return out, concat_instances([inst, pasted])
 
 
@@ -286,7 +289,9 @@ def mixup(image1: np.ndarray, inst1: Instances, image2: np.ndarray, inst2: Insta
     """Blend two equally sized images with r ~ Beta(32, 32) (so r is about 0.5); keep all labels
     (Zhang et al. 2018, applied to detection as in the official recipe)."""
     r = rng.beta(32.0, 32.0)
-    blended = cv2.addWeighted(image1, r, image2, 1 - r, 0)
+    # the official arithmetic, truncating to uint8 (cv2.addWeighted rounds: every pixel with a
+    # fractional part >= 0.5 came out 1 higher than in the official pipeline)
+    blended = (image1 * r + image2 * (1 - r)).astype(np.uint8)
     return blended, concat_instances([inst1, inst2])
 
 

@@ -48,7 +48,7 @@ from .dataset import load_resized
 from .records import LOGGER, CacheError, ImageRecord
 
 IMAGE_CACHE_FORMAT = "yolov9lite-image-cache"
-IMAGE_CACHE_VERSION = 1
+IMAGE_CACHE_VERSION = 2  # 2: resized sizes truncated as the official loader does
 INDEX_SUFFIX = ".yolov9lite-images.npz"
 INDEX_ARRAYS = {"header": (np.uint8, ()), "offsets": (np.int64, ()), "shapes": (np.int64, (2,))}
 FREE_SPACE_MARGIN = 1.05  # build only when the estimate plus 5 % fits on the disk
@@ -62,7 +62,7 @@ def _resized_shape(shape: tuple[int, int], imgsz: int) -> tuple[int, int]:
     """(h, w) after `resize_longest`, from the scanned shape (for the size estimate only)."""
     h, w = shape
     gain = imgsz / max(h, w)
-    return max(1, round(h * gain)), max(1, round(w * gain))
+    return max(1, int(h * gain)), max(1, int(w * gain))
 
 
 class ImageCache:
