@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from yolov9lite import claims as C
+from yolov9lite.study import claims as C
 
 
 def test_t_quantiles_match_tables():

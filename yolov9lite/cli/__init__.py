@@ -1,6 +1,7 @@
-"""Command line: ``yolov9lite <command> ...`` (also ``python -m yolov9lite``).
+"""The command line: ``yolov9lite <command>`` or ``python -m yolov9lite <command>``.
 
-Each command lives with the code it drives; this file only dispatches, importing lazily so that
+Each command is a module of this folder that parses its options and calls the library; this
+file only dispatches, importing lazily so that
 ``yolov9lite models`` does not pay for the data or evaluation imports.
 """
 from __future__ import annotations
@@ -10,21 +11,21 @@ import sys
 
 # command -> (module, function taking argv, one-line help)
 COMMANDS = {
-    "models": ("yolov9lite.complexity", "models_main",
+    "models": ("yolov9lite.cli.models", "main",
                "print the model zoo: params and GFLOPs, ours vs paper"),
-    "figures": ("yolov9lite.figures", "main",
+    "figures": ("yolov9lite.cli.figures", "main",
                 "regenerate every figure and table (runs the notebooks)"),
-    "train": ("yolov9lite.trainer", "main",
+    "train": ("yolov9lite.cli.train", "main",
               "train a model (single GPU, CPU, or under torchrun)"),
-    "val": ("yolov9lite.val", "val_main",
+    "val": ("yolov9lite.cli.val", "main",
             "COCO evaluation of a checkpoint (metrics, PR curve, confusion matrix)"),
-    "predict": ("yolov9lite.predictor", "main",
+    "predict": ("yolov9lite.cli.predict", "main",
                 "detect objects in images, folders, globs and videos"),
-    "convert": ("yolov9lite.checkpoint", "convert_main",
+    "convert": ("yolov9lite.cli.checkpoints", "convert_main",
                 "convert an official .pt into our format"),
-    "deploy": ("yolov9lite.checkpoint", "deploy_main",
+    "deploy": ("yolov9lite.cli.checkpoints", "deploy_main",
                "write the deployed (aux-free, fused) model"),
-    "export": ("yolov9lite.export", "main",
+    "export": ("yolov9lite.cli.export", "main",
                "export the deployed model: onnx, torchscript, torch-export"),
 }
 

@@ -8,11 +8,11 @@ one help text, and every ``--help`` shows the defaults:
 * ``add_*`` -- the shared options: ``--weights``, ``--img/--img-size``, ``--batch/--batch-size``
   (the official repository's names are aliases), ``--device``, ``--project/--name``,
   ``--conf/--iou/--max-det``;
-* :func:`increment_path` -- a new output folder per run: ``runs/predict/exp``, ``exp2``, ...;
-* :func:`refuse_overwrite` -- an output may never be one of the inputs;
 * :func:`run_cli` -- wraps a command's ``main(argv)``: bad input (``ValueError`` and its
   subclasses, ``OSError``, checkpoint errors, YAML errors) and Ctrl-C end with one line
-  ``yolov9lite <cmd>: error: ...`` and exit code 2, never a traceback.
+  ``yolov9lite <cmd>: error: ...`` and exit code 2, never a traceback. The library raises
+  :class:`~yolov9lite.utils.errors.InputError` (a ``ValueError``) for bad input; output folders
+  come from :mod:`yolov9lite.utils.paths`.
 
 How a command uses it (``train`` can do the same with its generated parser)::
 
@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
+import yaml
 
-class CliError(ValueError):
-    """Bad command-line input; the message names the flag or file and what to do."""
+from ..utils.safe_pickle import CheckpointError
 
 
 # --------------------------------------------------------------------------- parser
@@ -63,8 +63,6 @@ def make_parser(prog: str, description: str | None = None, **kwargs) -> argparse
 
 
 def _dedent(text: str | None) -> str | None:
-    import inspect
-
     return inspect.cleandoc(text) if text else text
 
 
@@ -138,89 +136,10 @@ def add_project(ap: argparse.ArgumentParser, project: str, name: str = "exp"):
                     help="reuse project/name if it exists instead of incrementing")
 
 
-def select_device(spec):
-    """The one device parser (:func:`yolov9lite.runtime.select_device`); its ValueError for an
-    unknown device or CUDA on a CPU machine becomes the one-line error of :func:`run_cli`."""
-    from .runtime import select_device as select
-
-    return select(spec)
-
-
-# --------------------------------------------------------------------------- outputs
-def increment_path(project: str | os.PathLike, name: str = "exp", exist_ok: bool = False,
-                   mkdir: bool = True) -> Path:
-    """``project/name`` if free (or ``exist_ok``), else the first free ``name2``, ``name3``, ...
-
-    The folder is created atomically (``mkdir`` without ``exist_ok``), so two runs started at the
-    same moment get different folders."""
-    if not name or Path(name).name != name or name in (".", ".."):
-        raise CliError(f"--name {name!r}: must be a plain folder name (no '/')")
-    project = Path(project)
-    base = project / name
-    if exist_ok:
-        if mkdir:
-            base.mkdir(parents=True, exist_ok=True)
-        return base
-    for n in range(1, 10_000):
-        path = base if n == 1 else project / f"{name}{n}"
-        if path.exists():
-            continue
-        if not mkdir:
-            return path
-        try:
-            path.mkdir(parents=True)
-        except FileExistsError:  # another run took it a moment ago
-            continue
-        return path
-    raise CliError(f"--project {project}: 10,000 runs named {name!r} already; choose another --name")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def refuse_overwrite(output: str | os.PathLike, inputs, flag: str = "--out") -> Path:
-    """Raise :class:`CliError` if ``output`` is (or is inside, for folders) one of ``inputs``, or is
-    an existing directory when a file is wanted. Returns ``output`` as a Path."""
-    out = Path(output)
-    if out.is_dir():
-        raise CliError(f"{flag} {out} is an existing folder; give a file name")
-    for inp in inputs:
-        inp = Path(inp)
-        if out.resolve() == inp.resolve() or _same_file(out, inp):
-            raise CliError(f"{flag} {out} is the input file {inp}; choose another output name "
-                           "(inputs are never overwritten)")
-    return out
-
-
-def refuse_inside(folder: str | os.PathLike, sources, flag: str = "--project") -> None:
-    """Raise :class:`CliError` if the output ``folder`` is one of the ``sources`` folders or lies
-    inside one (annotated copies would land among the originals, or replace them)."""
-    out = Path(folder).resolve()
-    for src in sources:
-        src = Path(src).resolve()
-        root = src if src.is_dir() else src.parent
-        if out == root or (src.is_dir() and root in out.parents):
-            raise CliError(f"{flag} {folder} is inside the source {src}; write the results "
-                           "elsewhere (sources are never written to)")
-
-
 # --------------------------------------------------------------------------- errors
-def _known_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ValueError, OSError]
-    from .safe_pickle import CheckpointError  # its home; checkpoint.py imports this module
-
-    errors.append(CheckpointError)
-    try:
-        import yaml
-
-        errors.append(yaml.YAMLError)
-    except ImportError:  # pragma: no cover - pyyaml is a dependency
-        pass
-    return tuple(errors)
+# bad input: InputError and every other ValueError, files, checkpoints, YAML
+KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, CheckpointError,
+                                                 yaml.YAMLError)
 
 
 def error_line(prog: str, err: BaseException) -> str:
@@ -251,7 +170,7 @@ def run_cli(prog: str, interrupted: str | Callable[[], str] = "interrupted"):
                 message = interrupted() if callable(interrupted) else interrupted
                 print(f"\n{prog}: {message}", file=sys.stderr)
                 return 2
-            except _known_errors() as err:
+            except KNOWN_ERRORS as err:
                 print(error_line(prog, err), file=sys.stderr)
                 return 2
 
@@ -262,7 +181,6 @@ def run_cli(prog: str, interrupted: str | Callable[[], str] = "interrupted"):
 
 
 __all__ = [
-    "CliError", "HelpFormatter", "add_batch", "add_device", "add_img", "add_nms", "add_project",
-    "add_weights", "error_line", "image_size", "increment_path", "make_parser", "positive_int",
-    "refuse_inside", "refuse_overwrite", "run_cli", "select_device", "unit_float",
+    "HelpFormatter", "add_batch", "add_device", "add_img", "add_nms", "add_project", "add_weights",
+    "error_line", "image_size", "make_parser", "positive_int", "run_cli", "unit_float",
 ]

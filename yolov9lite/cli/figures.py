@@ -4,9 +4,9 @@ Every notebook ``notebooks/NN_name.ipynb`` (two digits, then a name) is executed
 its default (laptop) scale, or with ``notebooks/params/NN_name.full.yaml`` when ``--full`` is given.
 The executed copy goes to ``runs/figures/`` (git-ignored); the figures and tables go to
 ``figures/`` because the command passes the notebook parameter ``fig_dir``. Notebooks added later
-are picked up automatically. Run it twice: the PNG files do not change (see :mod:`yolov9lite.viz`).
+are picked up automatically. Run it twice: the PNG files do not change (see :mod:`yolov9lite.report.viz`).
 Each notebook's claims ledger lands in ``figures/claims/NN_name.json``; after the notebooks ran,
-:func:`yolov9lite.claims.write_summary` gathers them into ``figures/claims.md``.
+:func:`yolov9lite.study.claims.write_summary` gathers them into ``figures/claims.md``.
 
     yolov9lite figures                     # all notebooks
     yolov9lite figures --only 01           # those whose file name contains "01"
@@ -21,7 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from .viz import repo_root  # where output folders are decided
+import yaml
+
+from ..report.viz import repo_root  # where output folders are decided
+from ..study.claims import write_summary
+from .args import HelpFormatter
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 KERNEL = "python3"  # ipykernel's spec inside the environment; jupyter_client runs sys.executable
@@ -64,8 +68,6 @@ def notebook_parameters(nb: Path) -> dict:
 
 def build_parameters(nb: Path, fig_dir: Path, full: bool) -> dict:
     """``fig_dir`` (when the notebook has it) plus, with ``--full``, the notebook's full.yaml."""
-    import yaml
-
     declared = notebook_parameters(nb)
     params: dict = {}
     if full and full_params_path(nb).exists():
@@ -79,8 +81,6 @@ def build_parameters(nb: Path, fig_dir: Path, full: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cliargs import HelpFormatter  # every default in --help, once
-
     parser = argparse.ArgumentParser(prog="yolov9lite figures", description=__doc__.split("\n")[0],
                                      formatter_class=HelpFormatter)
     parser.add_argument("--only", action="append", metavar="NAME",
@@ -126,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(nb.name)
 
     if (out / "claims").is_dir():  # one table of every claim, from the notebooks' ledgers
-        from .claims import write_summary
 
         write_summary(out / "claims")
     after = _snapshot(out)

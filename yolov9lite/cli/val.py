@@ -1,30 +1,21 @@
 """``yolov9lite val``: COCO evaluation of a checkpoint from the command line.
 
 The command loads the weights, scans the dataset once (its loader also gives the ground truth),
-runs :func:`yolov9lite.coco_eval.evaluate` (protocol of the official ``val.py``), prints the
+runs :func:`yolov9lite.evaluation.coco_eval.evaluate` (protocol of the official ``val.py``), prints the
 12-line COCO summary and a per-class table, and writes a run folder (``runs/val/exp``, ``exp2``,
-...) with ``metrics.json``, ``per_class.csv`` and the plots of :mod:`yolov9lite.plots`.
+...) with ``metrics.json``, ``per_class.csv`` and the plots of :mod:`yolov9lite.report.plots`.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
-from .cliargs import (
-    CliError,
-    add_batch,
-    add_device,
-    add_img,
-    add_nms,
-    add_project,
-    add_weights,
-    increment_path,
-    make_parser,
-    run_cli,
-    select_device,
-)
-from .coco_eval import (
+from tqdm import tqdm
+
+from ..data import build_dataloader, dataset_to_coco, load_data_config
+from ..evaluation.coco_eval import (
     BACKENDS,
     METRIC_KEYS,
     category_ids_for,
@@ -32,6 +23,20 @@ from .coco_eval import (
     format_coco_summary,
     load_gt_dict,
     load_weights,
+)
+from ..report.plots import save_validation_plots
+from ..utils.errors import InputError
+from ..utils.paths import increment_path
+from ..utils.runtime import select_device
+from .args import (
+    add_batch,
+    add_device,
+    add_img,
+    add_nms,
+    add_project,
+    add_weights,
+    make_parser,
+    run_cli,
 )
 
 
@@ -56,8 +61,6 @@ def per_class_rows(metrics: dict, gt_dict: dict, cat_ids: list[int], names: list
 
 
 def _write_rows_csv(rows: list[dict], path: Path) -> None:
-    import csv
-
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["class", "images", "instances", "AP50", "AP"])
         writer.writeheader()
@@ -65,16 +68,12 @@ def _write_rows_csv(rows: list[dict], path: Path) -> None:
 
 
 @run_cli("yolov9lite val")
-def val_main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """``yolov9lite val --weights W [--data D]``: COCO evaluation of a checkpoint.
 
     Prints the 12-line COCO summary and a per-class table; writes runs/val/exp (exp2, ...) with
     metrics.json, per_class.csv, the PR/F1 curves and the confusion matrix."""
-    from tqdm import tqdm
-
-    from .data import build_dataloader, dataset_to_coco, load_data_config
-
-    ap = make_parser("yolov9lite val", val_main.__doc__)
+    ap = make_parser("yolov9lite val", main.__doc__)
     add_weights(ap, help="checkpoint to evaluate: ours or an official YOLOv9/GELAN .pt")
     ap.add_argument("--data", default="synthetic",
                     help="dataset: 'synthetic' (generated offline) or a dataset YAML")
@@ -94,15 +93,15 @@ def val_main(argv: list[str] | None = None) -> int:
     add_project(ap, "runs/val")
     args = ap.parse_args(argv)
     if args.workers < 0:
-        raise CliError(f"--workers {args.workers}: must be 0 or more")
+        raise InputError(f"--workers {args.workers}: must be 0 or more")
 
     device = select_device(args.device)
     if not Path(args.weights).is_file():
-        raise CliError(f"--weights {args.weights}: no such file")
+        raise InputError(f"--weights {args.weights}: no such file")
     model = load_weights(args.weights, device)
     cfg = load_data_config(args.data)
     if getattr(model, "nc", cfg["nc"]) != cfg["nc"]:
-        raise CliError(f"--weights {args.weights} predicts {model.nc} classes but --data "
+        raise InputError(f"--weights {args.weights} predicts {model.nc} classes but --data "
                        f"{args.data} has {cfg['nc']}; evaluate it on a dataset with the same classes")
     # one scan: the loader's dataset also gives the ground truth (no second pass over the labels)
     loader = build_dataloader(cfg, "val", args.img, args.batch, args.workers, augment=False,
@@ -143,8 +142,6 @@ def val_main(argv: list[str] | None = None) -> int:
     (save_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
     _write_rows_csv(rows, save_dir / "per_class.csv")
     if args.plots:
-        from .plots import save_validation_plots
-
         with open(json_path) as f:
             records = json.load(f)
         save_validation_plots(save_dir, gt_dict, records, cat_ids, names)
@@ -156,4 +153,4 @@ def val_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["per_class_rows", "val_main"]
+__all__ = ["main", "per_class_rows"]

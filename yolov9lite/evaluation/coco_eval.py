@@ -1,7 +1,7 @@
 """COCO-style evaluation: detections JSON, pycocotools metrics and :func:`evaluate`.
 
 This is the second half of the evaluation protocol of the official ``val.py`` / ``val_dual.py``
-(the COCO JSON output and pycocotools); :mod:`yolov9lite.postprocess` is the first half (NMS,
+(the COCO JSON output and pycocotools); :mod:`yolov9lite.evaluation.postprocess` is the first half (NMS,
 undoing the letterbox). The pinned settings are the official ``val.py`` ones: conf 0.001, IoU 0.7, at most 300
 detections per image, of which COCOeval's default ``maxDets=[1, 10, 100]`` counts the best 100.
 
@@ -10,7 +10,7 @@ about 3-5x faster); we compute no AP of our own, because in-repo AP implementati
 source of mismatches with the COCO numbers.
 
 The ``yolov9lite val`` command that drives :func:`evaluate` on a checkpoint is in
-:mod:`yolov9lite.val`.
+:mod:`yolov9lite.cli.val`.
 
 Areas. COCO's small/medium/large split uses each ground-truth annotation's ``area`` field. In the
 official COCO JSON that is the *segmentation mask* area, not the box area. For datasets given as
@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cliargs import select_device
+from ..data import build_dataloader, dataset_to_coco, load_data_config
+from ..utils.runtime import select_device
+from ..weights.checkpoint import load_model
 from .postprocess import non_max_suppression, scale_boxes
 
 # Contiguous COCO class index (0..79, the order of coco.yaml) -> official COCO category id (1..90).
@@ -71,7 +73,7 @@ def detections_to_coco_json(
 
     Args:
         detections: one ``(n, 6)`` tensor per image, ``x1, y1, x2, y2, score, class`` in
-            *original* image pixels (i.e. after :func:`~yolov9lite.postprocess.scale_boxes`).
+            *original* image pixels (i.e. after :func:`~yolov9lite.evaluation.postprocess.scale_boxes`).
         image_ids: the COCO ``image_id`` of each image (int, or str for non-numeric file stems).
         category_ids: maps the contiguous class index to the dataset's category id; defaults to
             :data:`COCO80_TO_91` (the COCO 80 -> 91 mapping).
@@ -313,7 +315,7 @@ def evaluate(
             or dict); e.g. a trainer passes its own val loader.
         verbose: print the 12-line summary.
         keep_records: also return what the pass saw, for plots without a second pass
-            (:func:`yolov9lite.plots.save_run_plots`): ``records`` (the detections as COCO
+            (:func:`yolov9lite.report.plots.save_run_plots`): ``records`` (the detections as COCO
             results records), ``cat_ids`` (category id of each class index), ``gt_dict``.
 
     Returns the dict of :func:`coco_metrics` plus ``per_class`` (``{class name: AP}``),
@@ -348,8 +350,6 @@ def _eval_inputs(data, dataloader, gt, imgsz: int, batch_size: int, workers: int
     config), the validation loader and the ground truth as a dict."""
     cfg = data if isinstance(data, dict) else None
     if dataloader is None or gt is None:
-        from .data import build_dataloader, dataset_to_coco, load_data_config  # lazy: optional
-
         cfg = cfg if cfg is not None else load_data_config(data)
         if dataloader is None:
             dataloader = build_dataloader(cfg, "val", imgsz, batch_size, workers,
@@ -422,8 +422,6 @@ def _add_names_and_speed(metrics: dict, names: list[str], cat_ids: list[int], n_
 
 # --------------------------------------------------------------------------- loading
 def load_weights(path: str | Path, device=None) -> torch.nn.Module:
-    """Load a model from a checkpoint; the one place that depends on ``yolov9lite.checkpoint``."""
-    from .checkpoint import load_model
-
+    """Load a model from a checkpoint; the one place that depends on ``yolov9lite.weights.checkpoint``."""
     model = load_model(path)
     return model.to(device) if device is not None else model

@@ -2,7 +2,7 @@
 
 What is timed: the model's forward pass on a ready float input already on the device (no image
 decoding, no letterbox, no NMS), the number most papers call "latency". On CUDA the forward is
-replayed from a captured graph (:class:`yolov9lite.accel.CudaGraphRunner`) when ``cuda_graph`` is
+replayed from a captured graph (:class:`yolov9lite.utils.accel.CudaGraphRunner`) when ``cuda_graph`` is
 set, and every timed call ends with a synchronisation so that queued kernels are counted. The
 median over ``iters`` timed calls is reported (robust to a busy machine); ``p90`` shows the tail.
 """
@@ -15,7 +15,7 @@ import time
 import torch
 from torch import nn
 
-from .accel import CudaGraphRunner
+from ..utils.accel import CudaGraphRunner
 
 
 def _sync(device: torch.device) -> None:

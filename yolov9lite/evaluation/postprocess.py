@@ -22,7 +22,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .boxes import xywh2xyxy, xyxy2xywh  # noqa: F401  (re-exported: box formats live in boxes.py)
+from ..utils.boxes import xywh2xyxy
 
 # Offset between classes for the class-offset NMS trick (official ``utils/general.py``,
 # ``non_max_suppression``: boxes offset by class x 7680).

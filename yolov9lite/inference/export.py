@@ -6,9 +6,9 @@ outputs in the official repository, whose answer is "re-parameterise first" (off
 ``export.py`` plus ``tools/reparameterization.ipynb``).
 
 Input ``images``: float32 ``(B, 3, H, W)`` in [0, 1], RGB, letterboxed to a multiple of 32 (as
-:mod:`yolov9lite.predictor` prepares it). Output ``output0``: ``(B, 4 + nc, A)``, centre-xywh
+:mod:`yolov9lite.inference.predictor` prepares it). Output ``output0``: ``(B, 4 + nc, A)``, centre-xywh
 boxes in input pixels and per-class scores, *before* NMS (as the official ``export.py`` without
-``--end2end``); :func:`yolov9lite.postprocess.non_max_suppression` turns it into boxes.
+``--end2end``); :func:`yolov9lite.evaluation.postprocess.non_max_suppression` turns it into boxes.
 
 ``dynamic=True`` makes the batch axis dynamic (any B at run time); the image size stays fixed,
 because the anchor grid is computed from it at export time.
@@ -23,7 +23,6 @@ Formats and files:
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import math
@@ -33,19 +32,9 @@ from pathlib import Path
 
 import torch
 
-from .cliargs import (
-    CliError,
-    add_batch,
-    add_device,
-    add_img,
-    add_project,
-    add_weights,
-    increment_path,
-    make_parser,
-    refuse_overwrite,
-    run_cli,
-    select_device,
-)
+from ..nn.deployment import deploy
+from ..utils.paths import refuse_overwrite
+from ..weights.checkpoint import load_model
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "torch-export": ".pt2"}
 INPUT_NAME, OUTPUT_NAME = "images", "output0"
@@ -58,13 +47,9 @@ class ExportError(ValueError):
 
 def _deployed(model_or_weights) -> torch.nn.Module:
     if isinstance(model_or_weights, (str, os.PathLike)):
-        from .checkpoint import load_model
-
         return load_model(model_or_weights, deploy=True)
     model = model_or_weights
     if not getattr(model, "deployed", False) and hasattr(model, "cfg"):
-        from .deployment import deploy
-
         names = getattr(model, "names", None)
         model = deploy(model)
         if names is not None:
@@ -183,51 +168,6 @@ def load_exported(path: str | os.PathLike, device="cpu"):
     raise ExportError(f"{path}: unknown exported format (expected one of {list(FORMATS.values())})")
 
 
-# ------------------------------------------------------------------------------------------- CLI
-@run_cli("yolov9lite export")
-def main(argv: list[str] | None = None) -> int:
-    """``yolov9lite export --weights W --format onnx``: the deployed model as ONNX, TorchScript
-    or a torch.export program (.pt2). Output: (B, 4 + nc, anchors) before NMS."""
-    ap = make_parser("yolov9lite export", main.__doc__)
-    add_weights(ap)
-    ap.add_argument("--format", "--include", dest="format", choices=list(FORMATS), default="onnx",
-                    help="file format")
-    add_img(ap, 640, help="input size (square, rounded up to a multiple of 32)")
-    add_batch(ap, 1, help="batch size of the exported input")
-    ap.add_argument("--dynamic", action="store_true", help="dynamic batch axis")
-    ap.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
-    add_device(ap)
-    ap.add_argument("--out", default=None,
-                    help="output file (default: project/name/<weights name><suffix>)")
-    add_project(ap, "runs/export")
-    ap.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
-                    help="run the exported file once and compare it with PyTorch")
-    args = ap.parse_args(argv)
-
-    weights = Path(args.weights)
-    if not weights.is_file():
-        raise CliError(f"--weights {weights}: no such file")
-    imgsz = math.ceil(args.img / MAX_STRIDE) * MAX_STRIDE
-    device = select_device(args.device)
-    if args.out is None:
-        folder = increment_path(args.project, args.name, args.exist_ok)
-        out = folder / f"{weights.stem}{FORMATS[args.format]}"
-    else:
-        out = refuse_overwrite(args.out, [weights])
-    from .checkpoint import load_model
-
-    model = load_model(weights, deploy=True).to(device)
-    path = export(model, args.format, imgsz, args.batch, args.dynamic, out, device, args.opset)
-    size_mb = path.stat().st_size / 2**20
-    print(f"{weights}: {getattr(model, 'name', 'model')} (nc={getattr(model, 'nc', '?')}) -> "
-          f"{path} ({args.format}, {size_mb:.1f} MB, input {args.batch if not args.dynamic else 'B'}"
-          f"x3x{imgsz}x{imgsz})")
-    if args.check:
-        error = check_export(model, path, imgsz, batch=2 if args.dynamic else args.batch)
-        print(f"check: max relative difference to PyTorch {error:.1e}")
-    return 0
-
-
 def check_export(model, path: str | os.PathLike, imgsz: int, batch: int = 1, seed: int = 0) -> float:
     """Max |exported - PyTorch| / max |PyTorch| on a random input of the given shape."""
     x = torch.rand(batch, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(seed))
@@ -241,5 +181,4 @@ def check_export(model, path: str | os.PathLike, imgsz: int, batch: int = 1, see
     return float((got - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
 
 
-__all__ = ["FORMATS", "ExportError", "check_export", "example_input", "export", "load_exported",
-           "main"]
+__all__ = ["FORMATS", "ExportError", "check_export", "example_input", "export", "load_exported"]

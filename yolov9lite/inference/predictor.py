@@ -1,4 +1,5 @@
-"""Detection on your own images and videos: :func:`predict` and ``yolov9lite predict``.
+"""Detection on your own images and videos: :func:`predict` (the command is
+:mod:`yolov9lite.cli.predict`).
 
 The steps are those of the official ``detect.py``:
 
@@ -11,49 +12,35 @@ The steps are those of the official ``detect.py``:
 4. undo the letterbox: boxes come back in the original image's pixel coordinates.
 
 Sources (images, folders, globs, video files, a webcam; no network streams) are resolved in
-:mod:`yolov9lite.sources`; the detections of each image are a :class:`~yolov9lite.results.Results`
-(:mod:`yolov9lite.results`, with :func:`draw`); both stay importable from here. For a video an
+:mod:`yolov9lite.inference.sources`; the detections of each image are a :class:`~yolov9lite.inference.results.Results`
+(:mod:`yolov9lite.inference.results`, with :func:`~yolov9lite.inference.results.draw`). For a video an
 annotated copy is written. Weights given as a path are loaded with
-:func:`yolov9lite.checkpoint.load_model`, i.e. deployed (auxiliary branch removed, layers fused).
+:func:`yolov9lite.weights.checkpoint.load_model`, i.e. deployed (auxiliary branch removed, layers fused).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-from .cliargs import (
-    CliError,
-    add_device,
-    add_img,
-    add_nms,
-    add_project,
-    add_weights,
-    increment_path,
-    make_parser,
-    refuse_inside,
-    run_cli,
-    select_device,
-)
-from .data.augment import letterbox
-from .postprocess import non_max_suppression, scale_boxes
-from .results import Results, draw
+from ..data.augment import letterbox
+from ..evaluation.postprocess import non_max_suppression, scale_boxes
+from ..utils.errors import InputError
+from ..utils.runtime import select_device
+from ..weights.checkpoint import load_model
+from .results import Results
 from .sources import (
-    IMAGE_SUFFIXES,
-    STREAM_PREFIXES,
-    VIDEO_SUFFIXES,
     _to_rgb_array,
     is_stream,
     is_video,
     is_webcam,
     iter_video,
     list_sources,
-    open_webcam,
 )
 
 MAX_STRIDE = 32
@@ -79,8 +66,6 @@ def _prepare(image: np.ndarray, imgsz: int):
 
 # ------------------------------------------------------------------------------------ model
 def _resolve_model(model_or_weights, device):
-    from .checkpoint import load_model
-
     if isinstance(model_or_weights, (str, os.PathLike)):
         model = load_model(model_or_weights, deploy=True)
     else:
@@ -160,7 +145,7 @@ def _expand(images) -> list:
     """A predict() argument as a flat list of in-memory images and file paths."""
     if isinstance(images, (str, os.PathLike)):
         if is_stream(str(images)) or is_webcam(images):
-            raise CliError(f"{images}: predict() takes images, folders, globs and video files; "
+            raise InputError(f"{images}: predict() takes images, folders, globs and video files; "
                            "network streams and webcams are not supported here")
         return list_sources(images) if not Path(images).is_file() else [Path(images)]
     if isinstance(images, np.ndarray) or hasattr(images, "convert"):
@@ -257,8 +242,6 @@ class RunWriter:
             label.parent.mkdir(parents=True, exist_ok=True)
             label.write_text(result.to_yolo())
         if self.args.save_crop:
-            import cv2
-
             for k, (name, crop) in enumerate(result.crops()):
                 target = self.dir / "crops" / name / f"{stem.name}_{k}.jpg"
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -274,8 +257,6 @@ class RunWriter:
 
 def _video(detector: Detector, frames, source: Path | str, writer: RunWriter, stem: Path) -> str:
     """Annotated video + one record (and label file) per frame."""
-    import cv2
-
     out_path = writer.dir / stem.with_suffix(".mp4")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     video, count, objects = None, 0, 0
@@ -302,82 +283,5 @@ def _video(detector: Detector, frames, source: Path | str, writer: RunWriter, st
     return f"{count} frames, {objects} objects -> {out_path}"
 
 
-@run_cli("yolov9lite predict")
-def main(argv: list[str] | None = None) -> int:
-    """``yolov9lite predict --weights W --source S``: annotated images or videos, detections.json,
-    optionally YOLO label files and crops, in a new folder runs/predict/exp, exp2, ...
 
-    S: an image, a folder (searched recursively), a glob in quotes ('imgs/*.jpg'), a video file,
-    or a webcam index (0)."""
-    ap = make_parser("yolov9lite predict", main.__doc__)
-    add_weights(ap, help="checkpoint: ours (best: the output of `yolov9lite deploy`) or an "
-                         "official .pt")
-    ap.add_argument("--source", required=True,
-                    help="image, folder, glob ('dir/*.jpg'), video file or webcam index")
-    add_img(ap, 640)
-    add_nms(ap, conf=0.25, iou=0.45, max_det=1000)
-    ap.add_argument("--classes", type=int, nargs="+", default=None, metavar="C",
-                    help="keep only these class indices (e.g. --classes 0 2)")
-    ap.add_argument("--agnostic-nms", action="store_true", help="NMS across classes")
-    ap.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
-    add_device(ap)
-    add_project(ap, "runs/predict")
-    ap.add_argument("--out", default=None,
-                    help="write into exactly this folder instead of project/name (older flag)")
-    ap.add_argument("--save-txt", action="store_true",
-                    help="YOLO label files (class cx cy w h, normalised) in labels/")
-    ap.add_argument("--save-crop", action="store_true", help="each box as an image in crops/<class>/")
-    ap.add_argument("--nosave", action="store_true", help="no annotated images or videos")
-    ap.add_argument("--line-width", type=int, default=None,
-                    help="box line width in pixels (default: from the image size)")
-    ap.add_argument("--hide-labels", action="store_true", help="boxes only, no labels")
-    ap.add_argument("--hide-conf", action="store_true", help="labels without scores")
-    args = ap.parse_args(argv)
-
-    webcam = is_webcam(args.source)
-    files = [] if webcam else list_sources(args.source)
-    source_root = Path(args.source).resolve() if Path(args.source).is_dir() else None
-    sources = [Path(args.source)] if source_root else files
-    if args.out is not None:
-        refuse_inside(args.out, sources, "--out")
-        save_dir = Path(args.out)
-        save_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        refuse_inside(increment_path(args.project, args.name, args.exist_ok, mkdir=False), sources)
-        save_dir = increment_path(args.project, args.name, args.exist_ok)
-    frames = open_webcam(int(args.source)) if webcam else None
-    device = select_device(args.device)
-    if args.half and device.type != "cuda":
-        print("note: --half applies on CUDA only; running in float32")
-    detector = Detector(args.weights, args.img, args.conf, args.iou, args.max_det, device,
-                        args.classes, args.agnostic_nms, args.half)
-    writer = RunWriter(save_dir, args, source_root)
-    skipped = []
-    try:
-        if webcam:
-            print(f"webcam {args.source}: {_video(detector, frames, args.source, writer, Path('webcam'))}")
-        for path in files:  # one at a time: a folder may hold more images than fit in memory
-            try:
-                if is_video(path):
-                    stem = writer.relative(path).with_suffix("")
-                    print(f"{path}: {_video(detector, iter_video(path), path, writer, stem)}")
-                    continue
-                rgb, _ = _to_rgb_array(path)
-            except OSError as err:  # one bad file does not end the run
-                print(f"warning: {err}; skipped", file=sys.stderr)
-                skipped.append(str(path))
-                continue
-            (result,) = detector([rgb], [str(path)])
-            target = writer.image(result, path)
-            print(f"{path}: {len(result)} objects" + ("" if args.nosave else f" -> {target}"))
-    finally:
-        json_path = writer.finish()  # also after Ctrl-C: what was done stays readable
-    extra = f"; {len(skipped)} unreadable files skipped" if skipped else ""
-    print(f"{len(writer.records)} images/frames; detections in {json_path}{extra}")
-    return 0
-
-
-# `Results`, `draw` and the source helpers are re-exported: their homes are results.py, sources.py
-__all__ = ["IMAGE_SUFFIXES", "STREAM_PREFIXES", "VIDEO_SUFFIXES", "Detector", "Results",
-           "class_names", "draw", "is_stream", "is_video", "is_webcam", "iter_video",
-           "keep_classes", "list_sources", "main", "open_webcam", "predict"]
+__all__ = ["Detector", "RunWriter", "class_names", "keep_classes", "predict"]

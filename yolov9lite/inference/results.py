@@ -6,16 +6,18 @@ records, YOLO label lines, crops).
 """
 from __future__ import annotations
 
+import colorsys
 import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-from .cliargs import CliError
+from ..utils.errors import InputError
 
 
 # ------------------------------------------------------------------------------------ results
@@ -68,11 +70,9 @@ class Results:
 
     def save(self, path: str | os.PathLike, **plot_kwargs) -> Path:
         """Write the annotated image; never over the source image."""
-        import cv2
-
         path = Path(path)
         if self.path is not None and _same_path(path, Path(self.path)):
-            raise CliError(f"{path} is the source image; save the annotated copy elsewhere")
+            raise InputError(f"{path} is the source image; save the annotated copy elsewhere")
         path.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(path), np.ascontiguousarray(self.plot(**plot_kwargs)[..., ::-1])):
             raise OSError(f"cannot write {path} (unknown image suffix or unwritable folder)")
@@ -125,8 +125,6 @@ def _same_path(a: Path, b: Path) -> bool:
 # ------------------------------------------------------------------------------------ drawing
 def _palette(c: int) -> tuple[int, int, int]:
     """A stable, distinct colour per class (golden-ratio hue steps)."""
-    import colorsys
-
     r, g, b = colorsys.hsv_to_rgb((c * 0.618034) % 1.0, 0.85, 0.95)
     return int(r * 255), int(g * 255), int(b * 255)
 
@@ -134,8 +132,6 @@ def _palette(c: int) -> tuple[int, int, int]:
 def draw(image_rgb: np.ndarray, result, line_width: int | None = None, labels: bool = True,
          conf: bool = True) -> np.ndarray:
     """A copy of the image with each box and its "name score" label drawn on it (RGB)."""
-    import cv2
-
     out = np.ascontiguousarray(image_rgb.copy())
     thickness = line_width or max(1, round(sum(out.shape[:2]) / 600))
     scale = max(0.4, thickness / 3)

@@ -13,10 +13,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from .cliargs import CliError
-from .data.labels import IMAGE_SUFFIXES  # one list: what the dataset scan reads, we predict on
+from ..data.labels import IMAGE_SUFFIXES  # one list: what the dataset scan reads, we predict on
+from ..utils.errors import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 STREAM_PREFIXES = ("http://", "https://", "rtsp://", "rtmp://", "tcp://", "udp://")
@@ -26,8 +27,6 @@ STREAM_PREFIXES = ("http://", "https://", "rtsp://", "rtmp://", "tcp://", "udp:/
 def _to_rgb_array(image) -> tuple[np.ndarray, str | None]:
     """An image as a uint8 HWC RGB array, and its path when it was given as one."""
     if isinstance(image, (str, os.PathLike)):
-        import cv2
-
         bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
         if bgr is None:
             raise OSError(f"cannot read image {image} (missing, unreadable or not an image)")
@@ -60,11 +59,11 @@ def is_video(path: str | os.PathLike) -> bool:
 def list_sources(source: str | os.PathLike) -> list[Path]:
     """The image and video files of a source: a file, a folder (recursive) or a glob pattern.
 
-    Raises :class:`CliError` with one line for network streams, and ``OSError`` when nothing is
+    Raises :class:`InputError` with one line for network streams, and ``OSError`` when nothing is
     found."""
     text = str(source)
     if is_stream(text):
-        raise CliError(f"--source {text}: network streams and URLs are not supported (this library "
+        raise InputError(f"--source {text}: network streams and URLs are not supported (this library "
                        "reads local files only); download the file and pass its path")
     wanted = IMAGE_SUFFIXES + VIDEO_SUFFIXES
     path = Path(text)
@@ -87,8 +86,6 @@ def list_sources(source: str | os.PathLike) -> list[Path]:
 
 def iter_video(path: str | os.PathLike | int) -> Iterator[tuple[int, np.ndarray, float]]:
     """(frame index, RGB frame, frames per second) of a video file or webcam index."""
-    import cv2
-
     capture = cv2.VideoCapture(int(path) if isinstance(path, int) else str(path))
     if not capture.isOpened():
         raise OSError(f"cannot open video {path} (missing, unreadable or an unsupported codec)")
@@ -107,8 +104,6 @@ def iter_video(path: str | os.PathLike | int) -> Iterator[tuple[int, np.ndarray,
 
 def open_webcam(index: int):
     """The camera as a video iterator, or one line saying it is unavailable."""
-    import cv2
-
     try:  # OpenCV prints its own multi-line warnings for a missing camera
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     except AttributeError:
@@ -117,10 +112,10 @@ def open_webcam(index: int):
     available = capture.isOpened()
     capture.release()
     if not available:
-        raise CliError(f"--source {index}: no webcam {index} on this machine (or no permission to "
+        raise InputError(f"--source {index}: no webcam {index} on this machine (or no permission to "
                        "open it); pass an image, folder, glob or video file instead")
     return iter_video(index)
 
 
-__all__ = ["IMAGE_SUFFIXES", "STREAM_PREFIXES", "VIDEO_SUFFIXES", "is_stream", "is_video",
+__all__ = ["STREAM_PREFIXES", "VIDEO_SUFFIXES", "is_stream", "is_video",
            "is_webcam", "iter_video", "list_sources", "open_webcam"]

@@ -3,7 +3,7 @@
 Every class keeps the name it has in the official code (``models/common.py`` of WongKinYiu/yolov9)
 and the names of its sub-modules (``cv1``, ``cv2``, ``m``, ``conv``, ``bn``), so a reader can put this
 file next to the official one and so that official checkpoints map onto ours by renaming only the
-layer prefix (see ``yolov9lite/checkpoint.py``). Notebook ``03_gelan.ipynb`` walks through them.
+layer prefix (see ``yolov9lite/weights/checkpoint.py``). Notebook ``03_gelan.ipynb`` walks through them.
 
 Vocabulary used in the docstrings:
 
@@ -357,81 +357,3 @@ class CBFuse(nn.Module):
         for i, link in zip(self.idx, links):
             out = out + F.interpolate(link[i], size=size, mode="nearest")
         return out
-
-
-
-# --- YOLOv7 blocks, for the yolov7-af baseline of Table 6 (official models/detect/yolov7-af.yaml) --
-# The official yaml spells the two YOLOv7 aggregations out layer by layer (Conv, Concat, MP); here
-# each is one class. ``MP`` and ``SPPCSPC`` keep their official names (models/common.py).
-
-
-class MP(nn.Module):
-    """Max-pool k x k with stride k (YOLOv7's downsampling pool)."""
-
-    def __init__(self, k: int = 2):
-        super().__init__()
-        self.m = nn.MaxPool2d(kernel_size=k, stride=k)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.m(x)
-
-
-class SPPCSPC(nn.Module):
-    """YOLOv7's SPP neck entry as a CSP block: a (1x1, 3x3, 1x1, pools 5/9/13 in parallel, 1x1,
-    3x3) path next to a 1x1 shortcut path, concatenated and mixed by a 1x1 conv."""
-
-    def __init__(self, c1: int, c2: int, e: float = 0.5, k: tuple[int, ...] = (5, 9, 13)):
-        super().__init__()
-        c_ = int(2 * c2 * e)
-        self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = Conv(c1, c_, 1, 1)
-        self.cv3 = Conv(c_, c_, 3, 1)
-        self.cv4 = Conv(c_, c_, 1, 1)
-        self.m = nn.ModuleList(nn.MaxPool2d(kernel_size=x, stride=1, padding=x // 2) for x in k)
-        self.cv5 = Conv(4 * c_, c_, 1, 1)
-        self.cv6 = Conv(c_, c_, 3, 1)
-        self.cv7 = Conv(2 * c_, c2, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = self.cv4(self.cv3(self.cv1(x)))
-        y1 = self.cv6(self.cv5(torch.cat([x1, *(pool(x1) for pool in self.m)], 1)))
-        return self.cv7(torch.cat((y1, self.cv2(x)), 1))
-
-
-class ELAN7(nn.Module):
-    """YOLOv7's ELAN (backbone) and ELAN-W (neck) aggregation, paper Fig. 2c of YOLOv7.
-
-    Two 1x1 convs of width ``c_`` read the input; a chain of four 3x3 convs of width ``cb``
-    continues from the second. ``wide=False`` (backbone ELAN) concatenates the chain's 4th and 2nd
-    outputs with both 1x1 outputs; ``wide=True`` (ELAN-W) all four chain outputs. A 1x1 conv maps
-    the concatenation to ``c2``. Concat order as in the yaml: newest first.
-    """
-
-    def __init__(self, c1: int, c_: int, cb: int, c2: int, wide: bool = False):
-        super().__init__()
-        self.wide = wide
-        self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = Conv(c1, c_, 1, 1)
-        self.m = nn.ModuleList(Conv(c_ if i == 0 else cb, cb, 3, 1) for i in range(4))
-        self.cv3 = Conv(2 * c_ + (4 if wide else 2) * cb, c2, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = [self.cv1(x), self.cv2(x)]
-        for conv in self.m:
-            y.append(conv(y[-1]))
-        picked = y[::-1] if self.wide else [y[5], y[3], y[1], y[0]]
-        return self.cv3(torch.cat(picked, 1))
-
-
-class MPConv(nn.Module):
-    """YOLOv7's stride-2 transition: concat(Conv3x3 s2(Conv1x1(x)), Conv1x1(MP(x))), ``c`` each."""
-
-    def __init__(self, c1: int, c: int):
-        super().__init__()
-        self.mp = MP(2)
-        self.cv1 = Conv(c1, c, 1, 1)  # after the max-pool
-        self.cv2 = Conv(c1, c, 1, 1)
-        self.cv3 = Conv(c, c, 3, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat((self.cv3(self.cv2(x)), self.cv1(self.mp(x))), 1)

@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import copy
 
 import torch
@@ -116,17 +115,3 @@ def format_model_table(rows: list[dict]) -> str:
             f"{r['deploy_params']:,} | {r['deploy_gflops']:.2f} | {num(r['paper_params_m'], '.1f')} | "
             f"{num(r['paper_gflops'], '.1f')} | {num(r['paper_ap'], '.1f')} |")
     return "\n".join(lines)
-
-
-def models_main(argv: list[str] | None = None) -> int:
-    """``yolov9lite models``: the model-zoo table."""
-    parser = argparse.ArgumentParser(prog="yolov9lite models", description=models_main.__doc__)
-    parser.add_argument("names", nargs="*", help="models to show (default: the ten official ones)")
-    parser.add_argument("--img", type=int, default=640, help="image side for GFLOPs (default 640)")
-    args = parser.parse_args(argv)
-    print(format_model_table(model_zoo_table(args.names or None, args.img)))
-    print("\nGFLOPs = 2 x MACs of one image at the given size. 'train' includes the PGI auxiliary\n"
-          "branch (yolov9-*); 'deployed' = yolov9lite.deploy(model): auxiliary branch removed,\n"
-          "RepConvN merged, BatchNorm folded. The paper reports the deployed numbers (YOLOv9-T's\n"
-          "2.0M / 7.7G come from the official README and match no official configuration).")
-    return 0

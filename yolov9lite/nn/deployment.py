@@ -5,7 +5,7 @@
 1. **Remove the auxiliary branch and head.** A yolov9-X model becomes a gelan-X model holding the
    same main-branch weights (the official "converted" checkpoints). GELAN-E's second backbone is
    *not* auxiliary: it stays.
-2. **Re-parameterise** every :class:`~yolov9lite.blocks.RepConvN` (3x3 + 1x1 branches) into one
+2. **Re-parameterise** every :class:`~yolov9lite.nn.blocks.RepConvN` (3x3 + 1x1 branches) into one
    3x3 convolution.
 3. **Fold BatchNorm** into the preceding convolution.
 

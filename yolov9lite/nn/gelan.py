@@ -1,6 +1,6 @@
 """GELAN, the main (inference) branch: backbone, neck and the DHLC second backbone (paper Sec. 4.2).
 
-The parts, each a small class wired together by :class:`yolov9lite.models.DetectionModel`:
+The parts, each a small class wired together by :class:`yolov9lite.nn.models.DetectionModel`:
 
 * :func:`gelan_unit`: one GELAN unit, ``RepNCSPELAN4`` with the ablation knobs of Tables 2-3.
 * :class:`Backbone`: two strided convs, a stem block, then three (downsample -> GELAN unit) stages
@@ -9,11 +9,11 @@ The parts, each a small class wired together by :class:`yolov9lite.models.Detect
   followed by the PAN bottom-up path (``P3`` -> ``P4`` -> ``P5``), as in the official yaml files.
 * :class:`ReversibleBranch`: a second backbone fed from a first one through CBLinear/CBFuse links
   (CBNet). GELAN-E's inference model uses it at all five levels ("+DHLC", paper Table 6); PGI's
-  auxiliary reversible branch (:mod:`yolov9lite.pgi`) reuses it for training only.
+  auxiliary reversible branch (:mod:`yolov9lite.nn.pgi`) reuses it for training only.
 * :class:`MainFeatures`: what the main branch computed for one batch, the single input of every
   PGI auxiliary branch.
 
-The modules take a :class:`yolov9lite.models.ModelConfig` (``cfg``) for their widths and knobs.
+The modules take a :class:`yolov9lite.nn.models.ModelConfig` (``cfg``) for their widths and knobs.
 """
 from __future__ import annotations
 

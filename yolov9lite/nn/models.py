@@ -2,13 +2,13 @@
 
 A model is three parts wired by :class:`DetectionModel`:
 
-* the main branch from :mod:`yolov9lite.gelan`: a :class:`~yolov9lite.gelan.Backbone` (``B3``,
-  ``B4``, ``B5`` at strides 8, 16, 32) and a :class:`~yolov9lite.gelan.Neck` (FPN then PAN,
+* the main branch from :mod:`yolov9lite.nn.gelan`: a :class:`~yolov9lite.nn.gelan.Backbone` (``B3``,
+  ``B4``, ``B5`` at strides 8, 16, 32) and a :class:`~yolov9lite.nn.gelan.Neck` (FPN then PAN,
   ``P3``, ``P4``, ``P5``). GELAN-E additionally runs a second backbone fed from the first one
-  through CBLinear/CBFuse links ("+DHLC", Table 6), a :class:`~yolov9lite.gelan.ReversibleBranch`;
-* a head from :mod:`yolov9lite.head` on (``P3``, ``P4``, ``P5``);
-* for YOLOv9 = GELAN + PGI, an auxiliary branch from :mod:`yolov9lite.pgi` and an auxiliary head,
-  used for training only. :func:`yolov9lite.deployment.deploy` removes them; :func:`main_branch_keys`
+  through CBLinear/CBFuse links ("+DHLC", Table 6), a :class:`~yolov9lite.nn.gelan.ReversibleBranch`;
+* a head from :mod:`yolov9lite.nn.head` on (``P3``, ``P4``, ``P5``);
+* for YOLOv9 = GELAN + PGI, an auxiliary branch from :mod:`yolov9lite.nn.pgi` and an auxiliary head,
+  used for training only. :func:`yolov9lite.nn.deployment.deploy` removes them; :func:`main_branch_keys`
   says which weights are which.
 
 Every size is a :class:`ModelConfig` preset in :data:`PRESETS`; the numbers are those of the
@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .gelan import Backbone, MainFeatures, Neck, ReversibleBranch, round_up8
+from .gelan import Backbone, MainFeatures, Neck, ReversibleBranch
 from .head import DDetect, DualDDetect
 from .pgi import PGI_NECK_VARIANTS, PGI_VARIANTS, build_aux_branch
 from .yolov7 import YOLOv7AF
 
-__all__ = ["AUX_PREFIXES", "BASELINES", "OFFICIAL_MODELS", "PGI_NECK_VARIANTS", "PGI_VARIANTS",
-           "PRESETS", "STRIDES", "DetectionModel", "ModelConfig", "build_model", "list_models",
-           "main_branch_keys", "round_up8"]
+__all__ = ["AUX_PREFIXES", "BASELINES", "OFFICIAL_MODELS", "PRESETS", "STRIDES",
+           "DetectionModel", "ModelConfig", "build_model", "list_models", "main_branch_keys"]
 
 STRIDES = (8, 16, 32)
 
@@ -240,7 +239,7 @@ def build_model(name: str | ModelConfig = "gelan-c", num_classes: int = 80,
     :class:`ModelConfig`. Keyword ``overrides`` change config fields, e.g. the ablation knobs
     ``pgi="ds"``, ``block="res"``, ``depth_elan=3``, ``depth_csp=2``.
 
-    ``"yolov7-af"`` is the anchor-free YOLOv7 baseline of Table 6 (:mod:`yolov9lite.yolov7`); it
+    ``"yolov7-af"`` is the anchor-free YOLOv7 baseline of Table 6 (:mod:`yolov9lite.nn.yolov7`); it
     has no knobs."""
     if isinstance(name, ModelConfig):
         cfg, label = name, "custom"

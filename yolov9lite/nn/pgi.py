@@ -1,8 +1,8 @@
 """Programmable Gradient Information: the auxiliary branches of YOLOv9 (paper Section 4.1, Fig. 3).
 
 PGI adds, for training only, an auxiliary branch plus an auxiliary head (the ``aux`` half of
-:class:`yolov9lite.head.DualDDetect`). Its loss sends extra, more complete gradient information
-into the main branch; at inference the branch is deleted (:func:`yolov9lite.deployment.deploy`), so
+:class:`yolov9lite.nn.head.DualDDetect`). Its loss sends extra, more complete gradient information
+into the main branch; at inference the branch is deleted (:func:`yolov9lite.nn.deployment.deploy`), so
 it costs nothing there. Notebook ``04_pgi.ipynb`` compares the variants; notebook
 ``05_ablations.ipynb`` reproduces Tables 4 and 5 with them.
 
@@ -33,9 +33,9 @@ The variants of ``ModelConfig.pgi`` (names follow the paper's Table 4/5 vocabula
             reads that second backbone. One auxiliary head, as in every released model.
 
 Every branch is called the same way, ``branch(feats)`` with the main branch's
-:class:`~yolov9lite.gelan.MainFeatures`, and returns the three auxiliary-head inputs (strides 8,
-16, 32). The CBNet machinery itself, :class:`~yolov9lite.gelan.ReversibleBranch`, lives in
-:mod:`yolov9lite.gelan` because GELAN-E's *inference* model uses it too ("+DHLC", Table 6).
+:class:`~yolov9lite.nn.gelan.MainFeatures`, and returns the three auxiliary-head inputs (strides 8,
+16, 32). The CBNet machinery itself, :class:`~yolov9lite.nn.gelan.ReversibleBranch`, lives in
+:mod:`yolov9lite.nn.gelan` because GELAN-E's *inference* model uses it too ("+DHLC", Table 6).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Usage (the cell right after the ``parameters`` cell of every notebook)::
 
-    from yolov9lite.nbparams import check_parameters
+    from yolov9lite.report.nbparams import check_parameters
     check_parameters()  # fails on `-p epoch 10` (unknown), `-p epochs ten` (type), a YAML typo
 
 Why: papermill only *warns* about a parameter the notebook does not declare and then runs with

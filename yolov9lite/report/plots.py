@@ -1,7 +1,7 @@
 """The diagnostic plots of a training or validation run: PR and F1-confidence curves, confusion
 matrix, label statistics, training-batch mosaics, and TensorBoard images of them.
 
-The reported AP always comes from pycocotools (:mod:`yolov9lite.coco_eval`); these plots are for
+The reported AP always comes from pycocotools (:mod:`yolov9lite.evaluation.coco_eval`); these plots are for
 looking at a model, so they use one simple, documented matching:
 
 * a detection is a true positive when it overlaps an unmatched ground-truth box *of its class*
@@ -12,7 +12,7 @@ looking at a model, so they use one simple, documented matching:
   column for unmatched detections and missed objects.
 
 Everything takes COCO-format data (the ground-truth dict and the detection records of
-:func:`yolov9lite.coco_eval.detections_to_coco_json`), so training, ``yolov9lite val`` and a
+:func:`yolov9lite.evaluation.coco_eval.detections_to_coco_json`), so training, ``yolov9lite val`` and a
 notebook produce the same figures from the same files. Figures are built with
 ``matplotlib.figure.Figure`` (no pyplot state; works without a display).
 
@@ -23,7 +23,12 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import cv2
 import numpy as np
+from matplotlib.figure import Figure
+
+from ..data.draw import draw_batch
+from .viz import plot_history
 
 PR_IOU = 0.5
 CM_CONF, CM_IOU = 0.25, 0.45
@@ -157,8 +162,6 @@ def confusion_matrix(gt: dict, dets: list[dict], cat_ids: list[int], conf: float
 
 # --------------------------------------------------------------------------- figures
 def _figure(width: float = 6.4, height: float = 4.4):
-    from matplotlib.figure import Figure
-
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -292,8 +295,6 @@ def save_batch_mosaics(loader, names: list[str], save_dir: str | Path, n: int = 
                        prefix: str = "train_batch") -> list[Path]:
     """The first ``n`` batches of a loader, with their boxes, as ``train_batch0.jpg`` ... (what the
     augmentation really produced)."""
-    from .data.draw import draw_batch
-
     paths = []
     for k, (images, targets, _metas) in enumerate(loader):
         if k >= n:
@@ -365,8 +366,6 @@ def save_run_plots(save_dir: str | Path, names: list[str], *, gt: dict | None = 
     if train_loader is not None:
         written += save_batch_mosaics(train_loader, names, save_dir)
     if history:
-        from .viz import plot_history
-
         plot_history(history, save_dir / "results.png")
         written.append(save_dir / "results.png")
     if tb_writer is not None:
@@ -376,8 +375,6 @@ def save_run_plots(save_dir: str | Path, names: list[str], *, gt: dict | None = 
 
 def log_images(writer, paths, step: int = 0) -> None:
     """Add image files to TensorBoard (tag = file stem)."""
-    import cv2
-
     for path in paths:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is not None:

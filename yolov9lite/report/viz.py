@@ -12,7 +12,7 @@ the figure itself does not, so regenerating figures would dirty the tree forever
 does determine the figure: the notebook's parameters, the seed, the library versions and the
 machine (CPU model, thread count; :func:`machine_info`). Bytes may therefore
 differ between machines (CPU floating point differs too); verdicts must not (see
-:mod:`yolov9lite.claims`).
+:mod:`yolov9lite.study.claims`).
 """
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ import platform
 from pathlib import Path
 
 import matplotlib as mpl
+import numpy
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from .. import __version__
 
 # One colour per architecture, used by every notebook (colour-blind-safe "tab10" entries).
 ARCH_COLORS = {
@@ -83,14 +89,9 @@ def paper_style() -> None:
 
 def versions() -> dict[str, str]:
     """Versions of the libraries that determine a figure's pixels."""
-    import numpy
-    import torch
-
-    import yolov9lite
-
     return {"python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__, "matplotlib": mpl.__version__,
-            "yolov9lite": yolov9lite.__version__}
+            "yolov9lite": __version__}
 
 
 def cpu_model() -> str:
@@ -110,8 +111,6 @@ def simd_paths() -> dict:
     variable ``ATEN_CPU_CAPABILITY`` lowers it) and numpy's optional kernels (the dispatched
     feature groups in use; ``NPY_DISABLE_CPU_FEATURES`` turns them off). Two machines that
     differ here add and multiply in different orders, so their last digits differ."""
-    import torch
-
     try:
         from numpy._core import _multiarray_umath as umath
     except ImportError:  # numpy < 2
@@ -126,8 +125,6 @@ def machine_info() -> dict:
 
     Recorded in JSON sidecars and ledgers for the reader; never part of a verdict.
     """
-    import torch
-
     return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "simd": simd_paths(),
             "torch_threads": torch.get_num_threads(), "platform": platform.platform(terse=True),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -206,8 +203,6 @@ def plot_history(history: list[dict], path: str | Path | None = None):
     :func:`yolov9lite.train`), one panel each; returns the matplotlib Figure (shown inline in a
     notebook) and writes it to ``path`` if given."""
     import seaborn as sns
-    from matplotlib.figure import Figure  # no pyplot: works without a display, no global state
-    from matplotlib.ticker import MaxNLocator
 
     keys = list(dict.fromkeys(k for row in history for k in row))
     panels = [("train loss", [k for k in keys if k.startswith("train/")]),

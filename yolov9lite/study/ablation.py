@@ -3,20 +3,20 @@
 Two ways to ask, both used by notebook ``05_ablations.ipynb``:
 
 * **The paired experiment** (:func:`paired_runs`, the default scale; it lives in
-  :mod:`yolov9lite.paired`): for each seed every variant starts from identical main-branch weights
+  :mod:`yolov9lite.study.paired`): for each seed every variant starts from identical main-branch weights
   and sees identical batches in identical order; the outcome is the main head's held-out loss
   (box / cls / DFL), compared per seed with :func:`paired_differences` and turned into ledger
-  claims (:mod:`yolov9lite.claims`). A short plain SGD loop (:func:`train_steps`) on batches cached
+  claims (:mod:`yolov9lite.study.claims`). A short plain SGD loop (:func:`train_steps`) on batches cached
   once (:func:`cached_batches`) keeps dozens of runs inside a notebook's CPU budget;
   :func:`width_knobs` makes a thinner main branch for the "lightweight models" question.
 * **The AP grid** (:func:`run_grid`, GPU scales): train a grid of variants x seeds with the full
   recipe, summarise, and print each table in the paper's layout with the paper's numbers beside
   ours (:func:`format_ablation_table`; the paper's own inconsistencies are flagged in a note).
 
-A *variant* is a dict of model knobs (fields of :class:`yolov9lite.models.ModelConfig`, e.g.
+A *variant* is a dict of model knobs (fields of :class:`yolov9lite.nn.models.ModelConfig`, e.g.
 ``pgi="ds"``) plus, optionally, training options (e.g. ``lead_head_guided=True``, Table 4's LHG).
-:data:`VARIANTS` (defined in :mod:`yolov9lite.paired`) holds the PGI variants under their paper
-names. In the AP grid every (variant, seed) pair is one call of :func:`yolov9lite.trainer.train`;
+:data:`VARIANTS` (defined in :mod:`yolov9lite.study.paired`) holds the PGI variants under their paper
+names. In the AP grid every (variant, seed) pair is one call of :func:`yolov9lite.training.trainer.train`;
 the metrics of its last (validated) epoch form one row.
 
 How a variant reaches ``train``: its model knobs go to ``train(model=base, model_kwargs=knobs)``,
@@ -30,7 +30,7 @@ pretend to a precision the data do not have).
 
 The paper's numbers are typed in from the paper's Tables 2-5 (arXiv:2402.13616v2);
 they are always labelled ``paper`` and never mixed with ours. Every public name of
-:mod:`yolov9lite.paired` is importable from here too (``ablation.paired_runs`` etc.).
+:mod:`yolov9lite.study.paired` is importable from here too (``ablation.paired_runs`` etc.).
 """
 from __future__ import annotations
 
@@ -40,32 +40,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..training.trainer import train
 from .paired import (
-    LOSS_PARTS,
     METRICS,
-    TRAIN_OPTIONS,
-    VARIANTS,
-    batch_order,
-    cached_batches,
-    held_out_loss,
-    main_head_maps,
-    paired_differences,
-    paired_runs,
     percent_or_nan,
     split_variant,
-    train_steps,
-    width_knobs,
 )
 
-# The public names of yolov9lite.paired are re-exported: notebooks 03-05 and yolov9lite.gelan_study
-# import them from here.
 __all__ = [
-    "LOSS_PARTS", "METRICS", "PAPER_LABEL", "PAPER_NOTES_4", "PAPER_NOTES_5", "PAPER_SOURCE_4",
-    "PAPER_SOURCE_5", "TABLE4_COLUMNS", "TABLE5_METRICS", "TRAIN_OPTIONS", "UNTESTABLE_AT_DEFAULT",
-    "VARIANTS", "batch_order", "cached_batches", "compare_to_baseline", "format_ablation_table",
-    "held_out_loss", "main_head_maps", "markdown", "noise_sentence", "paired_differences",
-    "paired_runs", "paper_table_4", "paper_table_5", "percent_or_nan", "run_grid",
-    "scope_markdown", "split_variant", "summarise", "train_steps", "width_knobs",
+    "PAPER_LABEL", "PAPER_NOTES_4", "PAPER_NOTES_5", "PAPER_SOURCE_4", "PAPER_SOURCE_5",
+    "TABLE4_COLUMNS", "TABLE5_METRICS", "UNTESTABLE_AT_DEFAULT", "compare_to_baseline",
+    "format_ablation_table", "markdown", "noise_sentence", "paper_table_4", "paper_table_5",
+    "run_grid", "scope_markdown", "summarise",
 ]
 
 PAPER_LABEL = "paper (COCO val2017, 500 epochs)"
@@ -124,15 +110,14 @@ def run_grid(variants: dict[str, dict], seeds, train_kwargs: dict,
     """Train every variant with every seed; one row per run.
 
     ``variants``: {label: spec} (see :data:`VARIANTS`); ``train_kwargs``: arguments of
-    :func:`yolov9lite.trainer.train` shared by all runs (``model`` is the base preset, e.g.
+    :func:`yolov9lite.training.trainer.train` shared by all runs (``model`` is the base preset, e.g.
     ``gelan-c``; ``project`` the folder of the runs). Run ``label, seed`` is named
     ``<label>_s<seed>``; with ``reuse`` a finished run of that name under ``project`` is read back
     instead of trained again (so a full-scale grid can be trained elsewhere, e.g. with torchrun,
     and tabulated here). Rows: ``variant``, ``seed``, the :data:`METRICS` (in %), ``epochs``,
     ``train_s`` (wall time; 0 for reused runs).
     """
-    if train_fn is None:
-        from .trainer import train as train_fn
+    train_fn = train if train_fn is None else train_fn
     kw = dict(train_kwargs)
     base = kw.pop("model", "gelan-nano")
     kw.pop("seed", None), kw.pop("name", None)  # set per run

@@ -4,7 +4,7 @@ Tables 2 and 3 of the paper compare GELAN-S variants (the computational block: C
 CSP; the depths D_ELAN and D_CSP) by COCO AP after 500 epochs each. At a laptop scale no variant
 detects anything after a few minutes, so AP cannot rank them. We ask the same question with a
 continuous metric and a paired design meant to remove the noise that variants can share, the design
-of the PGI experiments in :mod:`yolov9lite.paired` (whose batch cache, batch order and held-out
+of the PGI experiments in :mod:`yolov9lite.study.paired` (whose batch cache, batch order and held-out
 loss we reuse):
 
 * every variant of one seed starts from the same initial weights **where the shapes allow**: each
@@ -17,7 +17,7 @@ loss we reuse):
 * the result of one seed is the held-out loss (box + cls + DFL of official
   ``utils/loss_tal_dual.py``) after a fixed number of optimizer steps, and a comparison is the
   per-seed difference to the paper's choice, with a Student's t interval over seeds
-  (:func:`yolov9lite.claims.paired_claim`);
+  (:func:`yolov9lite.study.claims.paired_claim`);
 * a noise control (:data:`JITTER_CONTROL`) trains the paper's choice again from initial weights
   moved by about float32's rounding error. At the default scale (a tiny model at 64 px, 20 steps)
   that alone moves the held-out loss by a large part of the spread between seeds (notebook 03
@@ -25,7 +25,7 @@ loss we reuse):
   the noise there, and two CPUs give different numbers for the same seed. The verdicts therefore
   need several seeds and a margin on both sides (notebook 03).
 
-Why AdamW here and not the recipe's SGD (:func:`yolov9lite.paired.train_steps`): from scratch,
+Why AdamW here and not the recipe's SGD (:func:`yolov9lite.study.paired.train_steps`): from scratch,
 SGD at the recipe's learning rate sits on the loss plateau of an untrained detector for a number of
 steps that varies a lot between seeds and then drops suddenly, so after a short budget the loss
 mostly measures *when* that drop happened. AdamW leaves the plateau within a few steps for every
@@ -33,17 +33,22 @@ variant, and the loss after the budget then compares how fast each architecture 
 
 The efficiency side of the paper's argument ("lightweight, inference speed, and accuracy") is
 measured, not quoted: :func:`variant_costs` counts the deployed parameters and FLOPs of each
-variant and times its deployed forward pass on the current device (:mod:`yolov9lite.latency`).
+variant and times its deployed forward pass on the current device (:mod:`yolov9lite.evaluation.latency`).
 """
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
-from . import models as _models
+from ..evaluation.latency import measure_latency
+from ..nn import models as _models
+from ..nn.complexity import profile
+from ..nn.deployment import deploy
 from .paired import batch_order, held_out_loss, train_steps
 
 REFERENCE = "csp (2, 1)"  # the paper's choice: GELAN's CSP block, D_ELAN = 2, D_CSP = 1
@@ -103,7 +108,7 @@ def copy_shared_weights(src: nn.Module, dst: nn.Module) -> float:
 
 def adamw_steps(model: nn.Module, batches, order, lr: float = 3e-3, weight_decay: float = 0.0,
                 max_grad_norm: float = 10.0) -> nn.Module:
-    """AdamW on the training loss (:class:`yolov9lite.loss.DetectionLoss`, official x batch size;
+    """AdamW on the training loss (:class:`yolov9lite.training.loss.DetectionLoss`, official x batch size;
     Adam is invariant to that scale), one step per entry of ``order``, gradient clipping at 10 as
     the official trainer does."""
     return train_steps(model, batches, order, max_grad_norm=max_grad_norm,
@@ -122,8 +127,8 @@ def paired_variant_runs(model: str, variants: dict[str, dict], seeds, train_batc
     seed, the ``reference`` knobs (default: the paper's CSP (2, 1)) are built with that seed, and
     every variant is built with the same seed and then given the reference's tensors wherever name
     and shape agree. All variants of a seed train on ``train_batches`` in the seed's order
-    (:func:`yolov9lite.paired.batch_order`). Rows hold ``variant``, ``seed``, ``loss``, ``box``,
-    ``cls``, ``dfl`` (held-out, :func:`yolov9lite.paired.held_out_loss`), ``shared`` (fraction of
+    (:func:`yolov9lite.study.paired.batch_order`). Rows hold ``variant``, ``seed``, ``loss``, ``box``,
+    ``cls``, ``dfl`` (held-out, :func:`yolov9lite.study.paired.held_out_loss`), ``shared`` (fraction of
     parameters copied from the reference) and ``cpu_s``.
     """
     reference = dict(reference or {"block": "csp", "depth_elan": 2, "depth_csp": 1})
@@ -154,8 +159,6 @@ def paired_variant_runs(model: str, variants: dict[str, dict], seeds, train_batc
 def differences(rows: list[dict], worse: str, better: str, part: str = "loss"):
     """Per seed, ``worse - better`` of ``part``: positive when ``better`` has the lower held-out
     loss, i.e. when the paper's ranking holds. A numpy array in seed order."""
-    import numpy as np
-
     by = {(r["variant"], r["seed"]): r[part] for r in rows}
     seeds = sorted({s for v, s in by if v == worse} & {s for v, s in by if v == better})
     if not seeds:
@@ -165,10 +168,7 @@ def differences(rows: list[dict], worse: str, better: str, part: str = "loss"):
 
 def deployed_counts(model: str, num_classes: int = 80, imgsz: int = 640, **knobs) -> dict:
     """``{"params", "gflops"}`` of the deployed (inference) model, the paper's columns; built on
-    the meta device (shapes only) and counted by :func:`yolov9lite.complexity.profile`."""
-    from .complexity import profile
-    from .deployment import deploy
-
+    the meta device (shapes only) and counted by :func:`yolov9lite.nn.complexity.profile`."""
     with torch.device("meta"):
         return profile(deploy(_models.build_model(model, num_classes=num_classes, **knobs)), imgsz)
 
@@ -178,16 +178,11 @@ def variant_costs(model: str, variants: dict[str, dict], latency_imgsz: int = 64
                   num_classes: int = 80, rounds: int = 1) -> list[dict]:
     """Deployed params, GFLOPs at 640 (the paper's columns) and measured latency per variant.
 
-    Latency: :func:`yolov9lite.latency.measure_latency` of the deployed model (branches merged,
+    Latency: :func:`yolov9lite.evaluation.latency.measure_latency` of the deployed model (branches merged,
     BatchNorm folded) at ``latency_imgsz``; with ``rounds`` > 1 the variants are timed in turn,
     round after round, and the median over rounds is kept, so that a change in the machine's load
     affects all variants alike. Timings depend on the machine: they are measurements of this run.
     """
-    import statistics
-
-    from .deployment import deploy
-    from .latency import measure_latency
-
     nets, rows = {}, {}
     for label, knobs in variants.items():
         counts = deployed_counts(model, num_classes, **knobs)

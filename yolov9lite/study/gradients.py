@@ -8,7 +8,7 @@ module turns the claim into numbers that can be computed for one model and a few
 * :func:`backbone_gradients`: the gradient of the training loss with respect to the parameters of
   each backbone stage, split exactly into the part that comes from the **main** head's loss and
   the part that comes from the **auxiliary** head's loss (``total = main + aux``; the auxiliary
-  part is the official ``0.25 x`` auxiliary loss, :mod:`yolov9lite.loss`).
+  part is the official ``0.25 x`` auxiliary loss, :mod:`yolov9lite.training.loss`).
 * :func:`backbone_gradient_norms`: their L2 norms per stage, and the cosine between the two parts
   (does the auxiliary branch push the backbone the same way as the main head, or somewhere else?).
 * :func:`gradient_agreement`: the mean pairwise cosine similarity between the backbone gradients of
@@ -27,7 +27,7 @@ module turns the claim into numbers that can be computed for one model and a few
 The measurements never change the model: BatchNorm running statistics, which a train-mode forward
 updates, are restored afterwards, and ``.grad`` fields are not touched (``torch.autograd.grad``).
 
-Backbone stages are named by resolution level as in :class:`yolov9lite.gelan.Backbone`: ``L1``
+Backbone stages are named by resolution level as in :class:`yolov9lite.nn.gelan.Backbone`: ``L1``
 (first conv, stride 2), ``L2`` (second conv + stem, stride 4), ``B3``, ``B4``, ``B5`` (downsampler +
 GELAN unit, strides 8, 16, 32). They are the stages of ``model.backbone``, the backbone every PGI
 variant attaches to (for GELAN-E, its first backbone).
@@ -38,11 +38,12 @@ import contextlib
 import itertools
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
-from .loss import DetectionLoss
-from .models import main_branch_keys
+from ..nn.models import main_branch_keys
+from ..training.loss import DetectionLoss
 
 STAGES = ("L1", "L2", "B3", "B4", "B5")
 PARTS = ("main", "aux", "total")
@@ -88,7 +89,7 @@ def backbone_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Te
     runs in train mode (as in training: batch statistics in BatchNorm, both heads); its buffers
     and training flag are restored afterwards. ``main`` is the gradient of the main head's loss,
     ``aux`` that of ``aux_weight`` x the auxiliary head's loss (zero without a PGI branch), and
-    ``total = main + aux`` is the gradient of the training loss of :mod:`yolov9lite.loss`
+    ``total = main + aux`` is the gradient of the training loss of :mod:`yolov9lite.training.loss`
     (paper Sec. 4.1: PGI adds the auxiliary term; deep supervision, Fig. 3 (c), and PGI, Fig. 3 (d),
     differ only in where it comes from).
     """
@@ -181,7 +182,7 @@ def copy_main_branch(src: nn.Module, dst: nn.Module) -> nn.Module:
 
     Works between any two models of the same preset and knobs that differ only in ``pgi``
     (GELAN <-> YOLOv9, or two PGI variants): the auxiliary branch and auxiliary head are left as
-    they are (:func:`yolov9lite.models.main_branch_keys` says which keys are main branch).
+    they are (:func:`yolov9lite.nn.models.main_branch_keys` says which keys are main branch).
     Afterwards the two models compute the same main-branch output, so any difference in their
     gradients, or in how they train, comes from the auxiliary branch alone.
     """
@@ -259,8 +260,6 @@ def bootstrap_snr_difference(groups, n_boot: int = 2000, seed: int = 0
     gradients (e.g. one per seed); each resample draws groups with replacement, then batches
     within each drawn group, the same batches for both parts (paired). Resamples with a single
     distinct batch (no noise to measure) are skipped."""
-    import numpy as np
-
     grams = [((m @ m.T).double().cpu().numpy(), (t @ t.T).double().cpu().numpy())
              for m, t in groups]
     full = [np.arange(m.shape[0]) for m, _ in groups]
@@ -291,8 +290,6 @@ def two_level_bootstrap(groups, n_boot: int = 10_000, seed: int = 0
     replacement, then the values within each drawn group. Seeds are the replicates of a model
     comparison; images or batches within one seed are not independent of it, so resampling them
     alone would give an interval that is too narrow."""
-    import numpy as np
-
     arrays = [np.asarray(g, dtype=np.float64).ravel() for g in groups]
     est = float(np.mean([a.mean() for a in arrays]))
     rng = np.random.default_rng(seed)
@@ -314,7 +311,7 @@ def lookahead_losses(model: nn.Module, directions: dict[str, torch.Tensor], step
                      score) -> dict[str, float]:
     """Held-out score after one step of length ``step_norm`` along ``-direction`` (flat backbone
     vectors, as from :func:`batch_gradients`), one per key; the weights are restored after each.
-    ``score(model) -> float`` is the held-out main loss, e.g. :func:`yolov9lite.paired.held_out_loss`."""
+    ``score(model) -> float`` is the held-out main loss, e.g. :func:`yolov9lite.study.paired.held_out_loss`."""
     params = _backbone_params(model)
     saved = [p.detach().clone() for p in params]
     out = {}

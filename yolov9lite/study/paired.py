@@ -1,6 +1,6 @@
 """Ablation variants and the paired experiment of paper Tables 4 and 5 (notebooks 04 and 05).
 
-A *variant* is a dict of model knobs (fields of :class:`yolov9lite.models.ModelConfig`, e.g.
+A *variant* is a dict of model knobs (fields of :class:`yolov9lite.nn.models.ModelConfig`, e.g.
 ``pgi="ds"``) plus, optionally, training options (e.g. ``lead_head_guided=True``, Table 4's LHG);
 :data:`VARIANTS` holds the PGI variants under their paper names and :func:`split_variant` separates
 knobs from options.
@@ -11,15 +11,23 @@ held-out loss (box / cls / DFL, :func:`held_out_loss`), compared per seed with
 :func:`paired_differences`. A short plain SGD loop (:func:`train_steps`) on batches cached once
 (:func:`cached_batches`) keeps dozens of runs inside a notebook's CPU budget; :func:`width_knobs`
 makes a thinner main branch for the "lightweight models" question. The AP grid, the statistics
-over seeds and the tables in the paper's layout are in :mod:`yolov9lite.ablation`, which
-re-exports every public name of this module.
+over seeds and the tables in the paper's layout are in :mod:`yolov9lite.study.ablation`.
 """
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 
-from . import models as _models
+import numpy as np
+import torch
+
+from ..data import build_dataloader
+from ..evaluation.coco_eval import evaluate
+from ..nn import models as _models
+from ..training.loss import DetectionLoss
+from ..training.step import reference_step
+from .gradients import copy_main_branch, preserved_buffers
 
 METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")
 
@@ -57,17 +65,17 @@ def percent_or_nan(value) -> float:
 
 
 # --------------------------------------------------------------------------- the paired experiment
-# The AP grid (yolov9lite.ablation.run_grid) needs long runs before any variant detects anything.
+# The AP grid (yolov9lite.study.ablation.run_grid) needs long runs before any variant detects anything.
 # The paired experiment below asks the same question (does the auxiliary branch make the *main*
 # branch learn better?) with a continuous metric and a design that removes most of the noise:
 #
 # * every variant of one seed starts from the SAME main-branch weights (copied from one plain GELAN
-#   model, :func:`yolov9lite.gradients.copy_main_branch`): only the auxiliary branch differs;
+#   model, :func:`yolov9lite.study.gradients.copy_main_branch`): only the auxiliary branch differs;
 # * every variant sees the SAME batches in the SAME order (cached in memory once, no augmentation);
 # * the result of one seed is the held-out loss of the main head after ``steps`` SGD steps, split
 #   into its box / cls / DFL parts (paper Sec. 4: the loss of ``loss_tal_dual.py``, main head only);
 # * the comparison is the per-seed *difference* to the baseline, with a bootstrap interval over
-#   seeds (:func:`yolov9lite.claims.paired_claim`).
+#   seeds (:func:`yolov9lite.study.claims.paired_claim`).
 #
 # Training is a short plain loop (forward, loss, SGD step; no EMA, no validation), so that dozens of
 # runs fit into a notebook's two CPU minutes. It is not the paper's recipe; it isolates the one thing
@@ -104,8 +112,6 @@ def cached_batches(data_cfg, split: str, imgsz: int, batch_size: int, device="cp
     ``[(images float (B, 3, H, W) in [0, 1] on device, targets (N, 6) on the CPU), ...]``
     (``limit`` > 0 keeps the first ``limit`` batches). All variants reuse the same tensors."""
 
-    from .data import build_dataloader
-
     loader = build_dataloader(data_cfg, split, imgsz, batch_size, 0, augment=False, rect=False,
                               shuffle=False)
     out = []
@@ -130,11 +136,6 @@ def held_out_loss(model, batches) -> dict[str, float]:
     BatchNorm uses batch statistics, as in training (after a few dozen steps the running averages,
     momentum 0.03, are still mostly their initial values); buffers are restored afterwards.
     """
-    import torch
-
-    from .gradients import preserved_buffers
-    from .loss import DetectionLoss
-
     was = model.training
     model.train()
     total = None
@@ -151,8 +152,6 @@ def held_out_loss(model, batches) -> dict[str, float]:
 
 def batch_order(n_batches: int, steps: int, seed: int) -> list[int]:
     """Indices of the batches seen at each step: epoch after epoch, each a seeded permutation."""
-    import torch
-
     g = torch.Generator().manual_seed(seed)
     order: list[int] = []
     while len(order) < steps:
@@ -163,26 +162,19 @@ def batch_order(n_batches: int, steps: int, seed: int) -> list[int]:
 def train_steps(model, batches, order, lr: float = 0.01, momentum: float = 0.9,
                 lead_head_guided: bool = False, max_grad_norm: float = 10.0,
                 on_step: Callable | None = None, optimizer: Callable | None = None):
-    """Plain SGD (Nesterov) on the training loss (main + 0.25 auxiliary, :mod:`yolov9lite.loss`),
-    one step per entry of ``order``; gradient clipping at 10 as the official trainer does.
+    """Plain SGD (Nesterov) on the training loss (main + 0.25 auxiliary, :mod:`yolov9lite.training.loss`),
+    one step (:func:`yolov9lite.training.step.reference_step`) per entry of ``order``; gradient
+    clipping at 10 as the official trainer does.
     The loss is the official one, x batch size; ``lr`` applies to it as in the recipe.
     ``optimizer(params)`` replaces the SGD (``lr``/``momentum`` are then unused), e.g. AdamW in
-    :func:`yolov9lite.gelan_study.adamw_steps`."""
-    import torch
-
-    from .loss import DetectionLoss
-
+    :func:`yolov9lite.study.gelan_study.adamw_steps`."""
     loss_fn = DetectionLoss(model, lead_head_guided=lead_head_guided)
     opt = (optimizer(model.parameters()) if optimizer is not None else
            torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0))
     model.train()
     for step, i in enumerate(order):
         images, targets = batches[i]
-        loss, _ = loss_fn(model(images), targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        opt.step()
+        reference_step(model, opt, loss_fn, images, targets, max_grad_norm)
         if on_step is not None:
             on_step(step, model)
     return model
@@ -203,15 +195,9 @@ def paired_runs(model: str, variants: dict[str, dict], seeds, train_batches, val
     ``setting`` (e.g. a width label), ``variant``, ``seed``, :data:`LOSS_PARTS`, the loss before
     training (``loss0``, equal for all variants of a seed by construction) and ``cpu_s``.
     With ``ap_data`` (a data config) the trained main branch is also scored with COCO metrics
-    (:func:`yolov9lite.coco_eval.evaluate`, eval mode: needs runs long enough for BatchNorm's
+    (:func:`yolov9lite.evaluation.coco_eval.evaluate`, eval mode: needs runs long enough for BatchNorm's
     running statistics to settle, i.e. GPU scale) and the rows get :data:`METRICS` in %.
     """
-    import time
-
-    import torch
-
-    from .gradients import copy_main_branch
-
     knobs = dict(knobs or {})
     checkpoints = sorted({steps - 1 - round(i * (steps / 2) / evals) for i in range(evals)})
     rows = []
@@ -237,8 +223,6 @@ def paired_runs(model: str, variants: dict[str, dict], seeds, train_batches, val
             row = {"setting": setting, "variant": label, "seed": seed, "loss0": loss0, **mean,
                    "cpu_s": time.process_time() - t0}
             if ap_data is not None:
-                from .coco_eval import evaluate
-
                 metrics = evaluate(net, ap_data, imgsz=ap_imgsz, batch_size=32, workers=4)
                 row.update({m: percent_or_nan(metrics.get(m)) for m in METRICS})
             rows.append(row)
@@ -252,8 +236,6 @@ def paired_differences(rows: list[dict], variant: str, baseline: str = "none",
                        part: str = "loss", setting: str | None = None):
     """Per seed: ``baseline - variant`` of ``part`` (positive = the variant's main head is better),
     as a numpy array in seed order; only rows of ``setting`` when given."""
-    import numpy as np
-
     sel = [r for r in rows if setting is None or r["setting"] == setting]
     base = {r["seed"]: r[part] for r in sel if r["variant"] == baseline}
     var = {r["seed"]: r[part] for r in sel if r["variant"] == variant}

@@ -10,9 +10,9 @@ feature map is turned into a picture; the project makes one explicit choice for 
 is the one import of notebooks ``01_information_bottleneck`` and ``02_reversible_functions``; the
 work is split by concern:
 
-* :mod:`yolov9lite.stacks`: the stacks (PlainNet, ResNet, CSPNet, GELAN, and notebook 02's RevNet
+* :mod:`yolov9lite.study.stacks`: the stacks (PlainNet, ResNet, CSPNet, GELAN, and notebook 02's RevNet
   and PreAct-ResNet units), how a layer is counted (:func:`conv_depth`), :func:`build_stack`;
-* :mod:`yolov9lite.retention_measures`: "how much of the input is still there", measured two ways:
+* :mod:`yolov9lite.study.retention_measures`: "how much of the input is still there", measured two ways:
   the spectrum of the input-to-feature Jacobian (:func:`jacobian_curves`; it passes a positive
   control, the exactly invertible RevNet stack, and a negative one, PlainNet) and two linear
   estimators (:func:`retention_curves`: they measure linear decodability, and fail the positive
@@ -21,59 +21,28 @@ work is split by concern:
   of a feature map as a picture, and the trainability task (does retention at initialisation
   predict how well a stack trains?).
 
-Every public name of the two modules above is re-exported here (``retention.build_stack`` etc.),
-so the notebooks need one import.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import matplotlib.cbook
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
-from .retention_measures import (
-    ESTIMATORS,
-    LOGVOL_FLOOR,
-    RANK_TOL,
-    cka_to_input,
-    freeze_batch_statistics,
-    input_jacobians,
-    jacobian_curves,
-    jacobian_spectrum_stats,
-    linear_cka,
-    pixels,
-    r2_score,
-    retention_curves,
-    ridge_fit_predict,
-    ridge_r2,
-    summarise,
-    target_pixels,
-)
-from .runtime import seed_everything
+from ..data.synthetic import render_image
 from .stacks import (
-    ARCH_NAMES,
-    ARCHS,
-    BN_MODES,
-    AdditiveCoupling,
     DeepStack,
-    PreActBlock,
-    build_stack,
-    conv_depth,
-    make_unit,
 )
 
-# The public names of yolov9lite.stacks and yolov9lite.retention_measures are re-exported, and
-# seed_everything (yolov9lite.runtime) is kept importable here for the notebooks.
 __all__ = [
-    "ARCHS", "ARCH_NAMES", "BN_MODES", "ESTIMATORS", "IMAGE_SET", "LOGVOL_FLOOR", "PHOTOS",
-    "RANK_TOL", "AdditiveCoupling", "DeepStack", "PreActBlock", "StackClassifier", "build_stack",
-    "cka_to_input", "conv_depth", "freeze_batch_statistics", "image_batch", "input_jacobians",
-    "jacobian_curves", "jacobian_spectrum_stats", "linear_cka", "load_image", "make_unit",
-    "pixels", "probe_images", "r2_score", "render_mean_abs", "render_pca", "retention_curves",
-    "ridge_fit_predict", "ridge_r2", "sample_image_path", "seed_everything", "shape_crops",
-    "summarise", "synthetic_scene", "target_pixels", "train_classifier",
+    "IMAGE_SET", "PHOTOS", "StackClassifier", "image_batch", "load_image", "probe_images",
+    "render_mean_abs", "render_pca", "sample_image_path", "shape_crops", "synthetic_scene",
+    "train_classifier",
 ]
 
 
@@ -81,8 +50,6 @@ __all__ = [
 
 def sample_image_path(name: str = "grace_hopper.jpg") -> Path:
     """A photograph that ships inside matplotlib (``mpl-data/sample_data``), so no download."""
-    import matplotlib.cbook
-
     return Path(matplotlib.cbook.get_sample_data(name, asfileobj=False))
 
 
@@ -94,8 +61,6 @@ def load_image(path: str | Path | None = None, size: int = 128,
     resized (bilinear, PIL) to a square, which distorts the aspect ratio slightly: fine for a probe.
     Transparent pixels (RGBA) are composited over white.
     """
-    from PIL import Image
-
     img = Image.open(sample_image_path() if path is None else path)
     if img.mode in ("RGBA", "LA", "P"):
         img = img.convert("RGBA")
@@ -139,10 +104,6 @@ PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")  # matplotlib's m
 def synthetic_scene(size: int, seed: int) -> torch.Tensor:
     """One scene of the synthetic detection set (:mod:`yolov9lite.data.synthetic`'s renderer),
     square, as a (3, size, size) tensor in [0, 1]; rendered in memory, nothing written."""
-    import cv2
-
-    from .data.synthetic import render_image
-
     rng = np.random.default_rng([seed, 7])
     image, _ = render_image(256, 256, 6, rng)
     image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
@@ -207,10 +168,6 @@ def render_pca(feat: torch.Tensor, clip: float = 0.01) -> np.ndarray:
 def shape_crops(n: int, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` single-object crops of synthetic scenes (the renderer of ``make_synthetic``), resized
     to ``size``; labels = the six shape classes. Returns (x (n, 3, size, size), y (n,))."""
-    import cv2
-
-    from .data.synthetic import render_image
-
     rng = np.random.default_rng([seed, 11])
     xs, ys = [], []
     while len(xs) < n:

@@ -3,14 +3,14 @@
 * **Linear decodability** (:func:`retention_curves`): a held-out ridge readout of the downsampled
   input from the features (:func:`ridge_r2`) and linear CKA between input and features
   (:func:`cka_to_input`). They measure linear decodability, and fail the positive control, the
-  exactly invertible RevNet stack of :mod:`yolov9lite.stacks`.
+  exactly invertible RevNet stack of :mod:`yolov9lite.study.stacks`.
 * **The spectrum of the input-to-feature Jacobian** (:func:`jacobian_curves`): how many input
   directions still move the features by a resolvable amount. It passes the positive control
   (RevNet) and a negative one (PlainNet).
 
-The stacks are built by :func:`yolov9lite.stacks.build_stack`; notebooks
+The stacks are built by :func:`yolov9lite.study.stacks.build_stack`; notebooks
 ``01_information_bottleneck`` and ``02_reversible_functions`` reach everything here through
-:mod:`yolov9lite.retention`.
+:mod:`yolov9lite.study.retention`.
 """
 from __future__ import annotations
 

@@ -2,20 +2,20 @@
 
 The paper illustrates Eq. (1) with feature maps of PlainNet, ResNet, CSPNet and GELAN stacks at
 random initialisation but does not define those stacks nor how a "layer" is counted; this module
-makes one explicit choice for each. The measurements live in :mod:`yolov9lite.retention_measures`,
-the probe images, renderings and the trainability task in :mod:`yolov9lite.retention`.
+makes one explicit choice for each. The measurements live in :mod:`yolov9lite.study.retention_measures`,
+the probe images, renderings and the trainability task in :mod:`yolov9lite.study.retention`.
 
 Choices (all documented again in notebook 01):
 
 * **A layer is one convolution (conv + BN + activation) on the longest input-to-output path**, the
   convention behind the names ResNet-50 / ResNet-152. Parallel branches do not add depth; the two
-  parallel kernels of :class:`~yolov9lite.blocks.RepConvN` count once (they fuse into one 3x3 conv).
+  parallel kernels of :class:`~yolov9lite.nn.blocks.RepConvN` count once (they fuse into one 3x3 conv).
   :func:`conv_depth` measures it on the autograd graph, so the count is computed, not asserted;
   ``conv_depth(..., shortest=True)`` counts the shortest path too (0 through a residual unit).
 * Every stack is ``stem (3x3 stride-2 Conv) -> units``, one width ``C`` and one resolution, so depth
   is the only thing that changes. Units: PlainNet = one ``Conv``; ResNet = ``ResBlock`` (1x1-3x3-1x1
   bottleneck + identity); CSPNet = ``RepNCSP`` with 5 bottlenecks; GELAN = ``RepNCSPELAN4`` (c3 = C,
-  c4 = C/2, D_CSP = 1); all from :mod:`yolov9lite.blocks`. Notebook 02 adds a RevNet-style additive
+  c4 = C/2, D_CSP = 1); all from :mod:`yolov9lite.nn.blocks`. Notebook 02 adds a RevNet-style additive
   coupling unit (exactly invertible) and a PreAct-ResNet unit (paper Eq. 4).
 * BatchNorm is in **inference mode** by default (running statistics at their initial values, so BN
   is nearly the identity), which is what visualising an untrained model's features in inference
@@ -30,7 +30,7 @@ import math
 import torch
 from torch import nn
 
-from .blocks import Conv, ConvBlock, RepNCSP, RepNCSPELAN4, ResBlock
+from ..nn.blocks import Conv, ConvBlock, RepNCSP, RepNCSPELAN4, ResBlock
 
 ARCHS = ("plain", "resnet", "cspnet", "gelan")  # the four networks of Figures 2 and 6
 ARCH_NAMES = {"plain": "PlainNet", "resnet": "ResNet", "cspnet": "CSPNet", "gelan": "GELAN",

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .boxes import box_ciou
+from ..utils.boxes import box_ciou
 
 
 class Assignment(NamedTuple):

@@ -14,18 +14,13 @@ fails at the start instead of silently training with the default.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import numbers
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .accel import AMP_CHOICES
-from .blocks import BLOCK_TYPES
-from .cliargs import make_parser
-from .data.augment import Hyp
-from .models import PGI_NECK_VARIANTS, PGI_VARIANTS
+from ..data.augment import Hyp
 
 LOSS_GAINS = {"box": "box_gain", "cls": "cls_gain", "dfl": "dfl_gain"}  # hyp key -> loss kwarg
 # keys of the official hyp.scratch-high.yaml that no loss of the official dual-head code
@@ -46,7 +41,7 @@ def _opt(default, help: str, **cli):
 @dataclass
 class Schedule:
     """Optimizer and learning-rate schedule (official ``hyp.scratch-high.yaml`` and
-    ``train_dual.py``; see :mod:`yolov9lite.optim` for the formulas)."""
+    ``train_dual.py``; see :mod:`yolov9lite.training.optim` for the formulas)."""
 
     lr0: float = _opt(0.01, "initial learning rate (SGD)")
     lrf: float = _opt(0.01, "final learning rate, as a fraction of lr0")
@@ -59,7 +54,7 @@ class Schedule:
     nominal_batch: int = _opt(64, "accumulate gradients up to this batch before a step")
 
     def validate(self) -> None:
-        """Ranges in which the official recipe's formulas make sense (:mod:`yolov9lite.optim`).
+        """Ranges in which the official recipe's formulas make sense (:mod:`yolov9lite.training.optim`).
         A learning rate above 1 makes SGD on these losses diverge within a few steps (the
         official value is 0.01), so it is refused rather than left to produce NaN weights."""
         _check_int(self, "nominal_batch", 1)
@@ -115,7 +110,7 @@ class TrainConfig:
     compile: bool = _opt(False, "torch.compile the model (the first batch compiles; its time "
                          "is reported)")
     graph_step: bool = _opt(False, "static-shape training step without host syncs, replayed as "
-                            "a CUDA graph on a GPU (yolov9lite/graphstep.py)")
+                            "a CUDA graph on a GPU (yolov9lite/training/graphstep.py)")
     hyp: dict | None = field(default=None, metadata={
         "help": "yaml of hyperparameters (e.g. the official hyp.scratch-high.yaml): schedule "
                 "keys, box/cls/dfl gains, augmentation"})
@@ -273,136 +268,3 @@ def plain_python(value):
     if isinstance(value, (list, tuple)):
         return type(value)(plain_python(v) for v in value)
     return str(value) if isinstance(value, Path) else value
-
-
-# --------------------------------------------------------------------------- command line
-# The options of ``yolov9lite train`` (:func:`yolov9lite.trainer.main`) are generated here,
-# next to the fields they come from, so that a new field is a new flag with its help and default.
-MODEL_KNOBS = ("pgi", "pgi_neck", "block", "depth_elan", "depth_csp")  # CLI flags -> model_kwargs
-CLI_CHOICES = {"amp": AMP_CHOICES}
-NOT_FLAGS = ("schedule", "hyp", "resume", "model_kwargs")  # added by hand below
-
-
-def _add_field(parser: argparse.ArgumentParser, f, default) -> None:
-    """One option from one dataclass field: its flags, type, choices and help."""
-    meta = f.metadata
-    flags = meta.get("flags", (f"--{f.name.replace('_', '-')}",))
-    kwargs = {"dest": f.name, "help": meta.get("help"), "default": default}
-    choices = meta.get("choices", CLI_CHOICES.get(f.name))
-    if choices:
-        kwargs["choices"] = choices
-    kind = str(f.type).replace(" | None", "")
-    if kind == "bool" and f.default is False:
-        kwargs["action"] = "store_true"
-    elif kind == "bool":  # default on, or None = decided at run time
-        kwargs["action"] = argparse.BooleanOptionalAction
-    else:
-        kwargs["type"] = {"int": int, "float": float}.get(kind, str)
-    parser.add_argument(*flags, **kwargs)
-
-
-def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
-    """The ``yolov9lite train`` parser, generated from the fields of TrainConfig and Schedule.
-
-    ``suppress_defaults``: options not given on the command line are left out of the result,
-    which is how :func:`main` tells an explicit ``--lr0`` (beats ``--hyp``) from the default.
-    """
-    p = make_parser("yolov9lite train",
-                    "Train a GELAN / YOLOv9 model with the official recipe (hyp.scratch-high). "
-                    "Multi-GPU: torchrun --nproc_per_node N -m yolov9lite train ...",
-                    argument_default=argparse.SUPPRESS if suppress_defaults else None)
-    train_cfg, schedule = TrainConfig(), Schedule()
-    for f in fields(TrainConfig):
-        if f.name not in NOT_FLAGS:
-            _add_field(p, f, argparse.SUPPRESS if suppress_defaults else getattr(train_cfg, f.name))
-    group = p.add_argument_group("schedule (also settable with --hyp; a flag beats the file)")
-    for f in fields(Schedule):
-        _add_field(group, f, argparse.SUPPRESS if suppress_defaults else getattr(schedule, f.name))
-    p.add_argument("--hyp", metavar="YAML", help=fields_help("hyp"))
-    p.add_argument("--resume", nargs="?", const=True, help=fields_help("resume"))
-    p.add_argument("--quiet", dest="verbose", action="store_false", help="same as --no-verbose (default: print them)")
-    knobs = p.add_argument_group("model knobs (ablations, paper Tables 2-5; unset = the preset's)")
-    knobs.add_argument("--pgi", choices=PGI_VARIANTS, help="auxiliary branch (Tables 4-5)")
-    knobs.add_argument("--pgi-neck", choices=PGI_NECK_VARIANTS,
-                       help="auxiliary reversible branch on the neck (Table 4's G_neck column)")
-    knobs.add_argument("--block", choices=sorted(BLOCK_TYPES), help="computational block (Table 2)")
-    knobs.add_argument("--depth-elan", type=int, help="D_ELAN: stages per GELAN unit (Table 3)")
-    knobs.add_argument("--depth-csp", type=int, help="D_CSP: bottlenecks per CSP block (Table 3)")
-    return p
-
-
-def fields_help(name: str) -> str:
-    return next(f.metadata["help"] for f in fields(TrainConfig) if f.name == name)
-
-
-def read_hyp_file(path: str) -> dict:
-    """The ``--hyp`` yaml: a mapping whose keys are all known hyperparameters."""
-    import yaml
-
-    try:
-        with open(path) as f:
-            hyp = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise TrainError(f"--hyp {path!r}: {err}") from err
-    if not isinstance(hyp, dict):
-        raise TrainError(f"--hyp {path!r}: expected a mapping of hyperparameters")
-    try:
-        check_hyp_keys(hyp)
-        for key, value in hyp.items():
-            if key != "cos_lr":  # the one switch among them
-                check_hyp_value(key, value)
-    except TrainError as err:
-        raise TrainError(f"--hyp {path!r}: {err}") from err
-    return hyp
-
-
-def config_from_args(argv: list[str] | None = None) -> TrainConfig:
-    """Parse the command line into a TrainConfig: defaults < ``--hyp`` file < explicit flags."""
-    return parse_train_args(argv)[0]
-
-
-def explicit_keys(argv: list[str] | None = None) -> set[str]:
-    """The settings (flat names, e.g. ``lr0``, ``imgsz``) that the command line gives."""
-    return parse_train_args(argv)[1]
-
-
-def parse_train_args(argv: list[str] | None = None) -> tuple[TrainConfig, set[str]]:
-    """The config of a command line, and the names of the settings it gives explicitly."""
-    build_parser().parse_args(argv)  # --help, and errors for bad values, with the defaults shown
-    given = vars(build_parser(suppress_defaults=True).parse_args(argv))
-    knobs = {k: v for k in MODEL_KNOBS if (v := given.pop(k, None)) is not None}
-    hyp_path = given.pop("hyp", None)
-    hyp = read_hyp_file(hyp_path) if hyp_path else {}
-    schedule = {k: hyp.pop(k) for k in SCHEDULE_KEYS if k in hyp}
-    schedule.update({k: given.pop(k) for k in SCHEDULE_KEYS if k in given})
-    explicit = set(given) | set(schedule) | ({"hyp"} if hyp else set())
-    explicit |= {"model_kwargs"} if knobs else set()
-    cfg = TrainConfig.from_options(**given, **schedule, hyp=hyp or None,
-                                   model_kwargs=knobs or None)
-    return cfg, explicit
-
-
-def config_to_args(cfg: TrainConfig) -> list[str]:
-    """The ``yolov9lite train`` arguments that give ``cfg`` back (only what differs from the
-    defaults), e.g. to launch the same run under ``torchrun``; inverse of
-    :func:`config_from_args`. ``hyp`` has no flag of its own: write it to a yaml for ``--hyp``."""
-    if cfg.hyp:
-        raise TrainError("config_to_args: hyp has no flags; save it as a yaml and pass --hyp")
-    default, args = TrainConfig(), []
-    pairs = [(f, getattr(cfg, f.name), getattr(default, f.name)) for f in fields(TrainConfig)
-             if f.name not in NOT_FLAGS]
-    pairs += [(f, getattr(cfg.schedule, f.name), getattr(default.schedule, f.name))
-              for f in fields(Schedule)]
-    for f, value, default_value in pairs:
-        if value == default_value:
-            continue
-        flag = f.metadata.get("flags", (f"--{f.name.replace('_', '-')}",))[0]
-        if isinstance(value, bool):
-            args.append(flag if value else f"--no-{flag[2:]}")
-        elif value is not None:
-            args += [flag, str(value)]
-    for knob, value in (cfg.model_kwargs or {}).items():
-        args += [f"--{knob.replace('_', '-')}", str(value)]
-    if cfg.resume:
-        args += ["--resume"] + ([] if cfg.resume is True else [str(cfg.resume)])
-    return args

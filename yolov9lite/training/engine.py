@@ -1,18 +1,20 @@
 """The training engine: one batch, one epoch, one validation, and the state they share.
 
-Per batch (:func:`train_step`, :func:`optimizer_step`), the official ``train_dual.py`` loop:
+Per batch (:func:`train_step`, :func:`optimizer_step`), the official ``train_dual.py`` loop: the
+reference step of :mod:`yolov9lite.training.step` (forward, loss, backward, clip, optimizer step)
+extended with AMP, DDP, accumulation, a non-finite guard and the EMA:
 
 1. uint8 images -> float 0-1 on the device (optionally channels-last), forward under autocast
    (bf16, or fp16 with a gradient scaler; plain float32 on CPU);
-2. the loss of :mod:`yolov9lite.loss` (a *sum* over the batch's images: x batch size x world size);
+2. the loss of :mod:`yolov9lite.training.loss` (a *sum* over the batch's images: x batch size x world size);
 3. a non-finite loss skips the batch (all ranks agree), too many in a row stop the run;
 4. backward; every ``accumulate`` batches (nominal batch 64): unscale, clip the gradient norm at
    10, SGD step (Nesterov 0.937, three parameter groups), EMA update;
-5. the lr, momentum and ``accumulate`` of every batch come from :func:`yolov9lite.optim.schedule`.
+5. the lr, momentum and ``accumulate`` of every batch come from :func:`yolov9lite.training.optim.schedule`.
 
 :class:`State` is everything the loop mutates; ``state_dict()`` / ``load_state_dict()`` are what
 a checkpoint stores and a resume restores. Orchestration (run folder, loaders, checkpoints,
-logging) is in :mod:`yolov9lite.trainer`.
+logging) is in :mod:`yolov9lite.training.trainer`.
 """
 from __future__ import annotations
 
@@ -26,14 +28,16 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm import tqdm
 
-from .accel import autocast
+from ..evaluation.coco_eval import evaluate
+from ..utils.accel import autocast
+from ..utils.runtime import DistInfo, rng_state, set_rng_state
 from .config import TrainConfig
+from .graphstep import GraphStep
 from .loss import ITEM_NAMES
 from .optim import ModelEMA, apply_schedule, schedule
-from .runtime import DistInfo, rng_state, set_rng_state
-
-MAX_GRAD_NORM = 10.0  # official clip_grad_norm_ max_norm (applied after unscaling)
+from .step import MAX_GRAD_NORM
 
 
 class NonFiniteLossError(RuntimeError):
@@ -225,8 +229,6 @@ def _kept(plan: EpochPlan) -> str:
 def train_one_epoch(state: State, loader, plan: EpochPlan) -> dict:
     """One pass over (at most ``plan.batches_per_epoch`` batches of) the training loader;
     returns the epoch's mean losses, last learning rates and throughput."""
-    from tqdm import tqdm
-
     cfg, nb, epoch = plan.cfg, plan.batches_per_epoch, state.epoch
     state.net.train()
     sums = torch.zeros(len(ITEM_NAMES), device=plan.device)
@@ -305,7 +307,7 @@ class WaitClock:
 
 def step_function(state: State, plan: EpochPlan):
     """:func:`train_step`, or with ``TrainConfig.graph_step`` the static-shape step without host
-    syncs of :mod:`yolov9lite.graphstep` (same call and return; built once per run). Under DDP
+    syncs of :mod:`yolov9lite.training.graphstep` (same call and return; built once per run). Under DDP
     the eager step is used."""
     if not getattr(plan.cfg, "graph_step", False):
         return train_step
@@ -322,17 +324,15 @@ def step_function(state: State, plan: EpochPlan):
 
 
 def make_graph_step(state: State, loss_fn, amp_dtype, device, **options):
-    """A :class:`yolov9lite.graphstep.GraphStep` with this engine's clipping norm and
+    """A :class:`yolov9lite.training.graphstep.GraphStep` with this engine's clipping norm and
     non-finite error (``options``: ``max_nonfinite``, ``box_budget``, ``check_every``,
     ``cuda_graph``, ``compile_loss``)."""
-    from .graphstep import GraphStep
-
     return GraphStep(state, loss_fn, amp_dtype, device, max_grad_norm=MAX_GRAD_NORM,
                      nonfinite_error=NonFiniteLossError, **options)
 
 
 def _schedule_kwargs(cfg: TrainConfig) -> dict:
-    """The schedule settings that :func:`yolov9lite.optim.schedule` takes (the weight decay is
+    """The schedule settings that :func:`yolov9lite.training.optim.schedule` takes (the weight decay is
     set once in the optimizer, and the warm-up length arrives as ``nw``)."""
     takes = inspect.signature(schedule).parameters
     return {k: v for k, v in asdict(cfg.schedule).items() if k in takes}
@@ -362,8 +362,6 @@ def validate(state: State, data_cfg: dict, val_loader, gt, cfg: TrainConfig,
     ``evaluate`` runs FP16 through autocast and restores the train/eval mode, so the EMA's
     float32 weights are evaluated in place, unchanged. ``keep_records``: the result also holds
     ``detections`` (``records``, ``cat_ids``, ``gt_dict`` of the pass) for the run's plots."""
-    from .coco_eval import evaluate
-
     model = state.ema.module if state.ema else state.model
     metrics = evaluate(model, data_cfg, imgsz=cfg.imgsz, batch_size=cfg.batch_size * 2,
                        half=device.type == "cuda", device=device, dataloader=val_loader, gt=gt,

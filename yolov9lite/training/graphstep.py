@@ -1,6 +1,6 @@
 """The training step with static shapes and no host syncs, ready to be captured as a CUDA graph.
 
-The eager step of :mod:`yolov9lite.engine` is the readable reference; this is the same
+The eager step of :mod:`yolov9lite.training.engine` is the readable reference; this is the same
 mathematics (official ``train_dual.py``: forward, dual loss, backward, clip at 10, SGD, EMA),
 rearranged so that the GPU never waits for the host and the host never waits for the GPU:
 
@@ -83,9 +83,9 @@ class DeviceGuard:
 
 
 class GraphStep:
-    """Drop-in for :func:`yolov9lite.engine.train_step` (same call, same return) built on the
+    """Drop-in for :func:`yolov9lite.training.engine.train_step` (same call, same return) built on the
     static-shape, sync-free step of the module docstring. Build it with
-    :func:`yolov9lite.engine.make_graph_step`, which passes the engine's clipping norm and error
+    :func:`yolov9lite.training.engine.make_graph_step`, which passes the engine's clipping norm and error
     (``max_grad_norm``, ``nonfinite_error``); ``state`` is the engine's ``State``.
 
     ``step(state, x, targets, loss_fn, dist_info, amp_dtype, sums, step_due, read_sums)``

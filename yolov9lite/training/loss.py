@@ -6,7 +6,7 @@ Per head (the main head, and for YOLOv9 models also the auxiliary head), with ``
 1. **decode**: the head's 64 box logits per anchor are 4 sides x ``reg_max = 16`` bins; the softmax
    expectation over the bins (``sum_i i * p_i``) is the distance, in grid units, from the cell centre
    to each side (l, t, r, b) -> a predicted xyxy box (Li et al. 2020, Generalized Focal Loss).
-2. **assign** (:mod:`yolov9lite.assign`): each head gets its own task-aligned assignment computed
+2. **assign** (:mod:`yolov9lite.training.assign`): each head gets its own task-aligned assignment computed
    from its own detached predictions, in pixels; ``lead_head_guided=True`` instead uses the main
    head's assignment for both heads (Table 4's "LHG").
 3. **losses**, with ``y`` the soft class targets, ``w_a = sum_c y_ac`` and ``norm = max(sum y, 1)``:
@@ -59,9 +59,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..nn.head import DualDDetect, dist2bbox, make_anchors
+from ..utils.boxes import bbox2dist, box_ciou, xywh2xyxy
 from .assign import Assignment, TaskAlignedAssigner
-from .boxes import bbox2dist, box_ciou, xywh2xyxy
-from .head import DualDDetect, dist2bbox, make_anchors
 
 ITEM_NAMES = ("box", "cls", "dfl")
 
@@ -217,7 +217,7 @@ class DetectionLoss:
     """YOLOv9 / GELAN detection loss: ``loss, items = DetectionLoss(model)(preds, targets)``.
 
     * ``model``: a yolov9lite model (uses ``model.head``), a DDP wrapper of one, or a bare
-      :class:`~yolov9lite.head.DDetect` / :class:`~yolov9lite.head.DualDDetect`.
+      :class:`~yolov9lite.nn.head.DDetect` / :class:`~yolov9lite.nn.head.DualDDetect`.
     * ``preds``: the train-mode output: a list of 3 maps for a single head (GELAN), or
       ``[aux_maps, main_maps]`` for a dual head (YOLOv9).
     * ``targets``: (N, 6) ``[image_index, class, cx, cy, w, h]``, boxes normalised to 0-1 by the
@@ -282,7 +282,7 @@ class DetectionLoss:
 
     def from_padded(self, preds, gt):
         """The loss from targets already padded by :meth:`pad`: fixed shapes and no host sync
-        from here on (what :mod:`yolov9lite.graphstep` captures)."""
+        from here on (what :mod:`yolov9lite.training.graphstep` captures)."""
         heads = self._heads(preds)
         maps0 = heads[-1]
         batch_size = maps0[0].shape[0]

@@ -12,7 +12,7 @@ written as small pure functions so that a notebook can plot the schedule without
 
 * **Nominal batch 64.** Gradients are accumulated over ``accumulate = max(round(64 / batch), 1)``
   batches before each step, so a step always sees about 64 images whatever ``--batch`` is. Because
-  the loss is a *sum* over images (it is multiplied by the batch size, see :mod:`yolov9lite.loss`),
+  the loss is a *sum* over images (it is multiplied by the batch size, see :mod:`yolov9lite.training.loss`),
   ``lr0 = 0.01`` needs no rescaling when the batch changes; the weight decay is scaled so that its
   pull per step matches that of the nominal batch.
 * **Per-epoch LR factor** ``lf(e)``: linear from 1 to ``lrf`` (the public recipe, for every size),
@@ -34,6 +34,8 @@ import math
 import numpy as np
 import torch
 from torch import nn
+
+from ..utils.accel import fused_sgd_available
 
 GROUP_NAMES = ("bias", "weight_decay", "bn_weight")  # order of the optimizer's param groups
 
@@ -74,8 +76,6 @@ def build_optimizer(model: nn.Module, lr0: float = 0.01, momentum: float = 0.937
     (``0.937 * 0 + g == g``: the same first step as SGD's lazily created buffers), so that a
     skipped *first* step does not leave them uninitialised.
     """
-    from .accel import fused_sgd_available
-
     biases, decay, norm_weights = param_groups(model)
     if fused is None:
         fused = fused_sgd_available(next(model.parameters()).device)

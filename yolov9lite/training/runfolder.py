@@ -3,7 +3,7 @@
 A run folder (``runs/train/exp``, ``exp2``, ...) holds ``args.yaml`` (the config), ``hyp.yaml``
 (the hyperparameters in effect), ``results.csv`` (one row per epoch, rewritten every epoch),
 ``weights/last.pt`` and ``weights/best.pt`` (written atomically), TensorBoard events and, at the
-end, the plots of :func:`yolov9lite.plots.save_run_plots`.
+end, the plots of :func:`yolov9lite.report.plots.save_run_plots`.
 
 Rules that keep a folder consistent:
 
@@ -25,7 +25,10 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cliargs import increment_path
+import yaml
+
+from ..utils.paths import increment_path
+from ..weights.checkpoint import save_checkpoint
 from .config import TrainError
 
 if TYPE_CHECKING:
@@ -160,8 +163,6 @@ def remove_stale_temp_files(save_dir: Path, verbose: bool) -> None:
 
 def write_yaml(path: Path, data: dict) -> None:
     """Atomic write of a plain dict (json round trip: tuples become lists for yaml)."""
-    import yaml
-
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False))
     os.replace(tmp, path)
@@ -192,8 +193,6 @@ def tensorboard_writer(save_dir: Path, enabled: bool):
 def save_training_checkpoint(run: Run, path: Path) -> None:
     """Atomic write (temp file + rename): a run killed mid-save leaves the previous file intact.
     ``model`` is the EMA (the model to use); the rest is what a resume needs."""
-    from .checkpoint import save_checkpoint
-
     state = run.state
     try:
         save_checkpoint(path, state.ema.module if state.ema else state.model, names=run.names,

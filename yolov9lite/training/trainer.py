@@ -3,18 +3,18 @@
 The recipe is the official ``train_dual.py`` / ``train.py`` with ``hyp.scratch-high.yaml``
 (paper Section 5.1 and appendix). This module is the orchestration around the engine:
 
-* :func:`train` -- settings (:class:`yolov9lite.config.TrainConfig`), device and processes
-  (:mod:`yolov9lite.runtime`), model, loaders, the run folder, then one
-  :func:`yolov9lite.engine.train_one_epoch` per epoch followed by validation, logging and
-  checkpoints; returns the :class:`~yolov9lite.engine.History`;
-* :func:`main` -- the ``yolov9lite train`` command line, generated from the config's fields
-  (:func:`yolov9lite.config.build_parser`).
+* :func:`train` -- settings (:class:`yolov9lite.training.config.TrainConfig`), device and processes
+  (:mod:`yolov9lite.utils.runtime`), model, loaders, the run folder, then one
+  :func:`yolov9lite.training.engine.train_one_epoch` per epoch followed by validation, logging and
+  checkpoints; returns the :class:`~yolov9lite.training.engine.History`;
+* its command line, ``yolov9lite train``, is :mod:`yolov9lite.cli.train` (generated from the
+  config's fields).
 
-The pieces it puts together: :mod:`yolov9lite.trainsetup` (checks, loaders, model state) and
-:mod:`yolov9lite.runfolder` (the run folder, its lock and files).
+The pieces it puts together: :mod:`yolov9lite.training.trainsetup` (checks, loaders, model state) and
+:mod:`yolov9lite.training.runfolder` (the run folder, its lock and files).
 
 Per epoch: mosaic is closed for the last ``close_mosaic`` (15) epochs; the EMA model is validated
-with COCO metrics (:func:`yolov9lite.coco_eval.evaluate`) every ``val_interval`` epochs and at
+with COCO metrics (:func:`yolov9lite.evaluation.coco_eval.evaluate`) every ``val_interval`` epochs and at
 the end; fitness = 0.1 mAP50 + 0.9 mAP50:95 picks ``best.pt``; ``last.pt`` is written every
 epoch (after ``best.pt``, so a death between the two never loses the best). Both are written
 atomically and hold everything a resumed run needs (model, EMA, optimizer, scaler, epoch, RNG
@@ -25,16 +25,16 @@ bit-identical to an uninterrupted run. The run folder also holds ``args.yaml`` (
 
 Safety: a resume continues only in the run folder that holds its ``weights/last.pt`` and refuses
 explicitly changed settings (:func:`resume_config`) and a model other than the one whose
-weights the checkpoint holds (:func:`yolov9lite.trainsetup.check_resumed_model`);
+weights the checkpoint holds (:func:`yolov9lite.training.trainsetup.check_resumed_model`);
 ``train.lock`` keeps a second process out of a run folder
-(:func:`yolov9lite.runfolder.acquire_run_lock`); temp files of a killed save are removed when
+(:func:`yolov9lite.training.runfolder.acquire_run_lock`); temp files of a killed save are removed when
 the folder is next used; an epoch without a finite loss or non-finite weights stop the run
 instead of saving garbage; settings are validated when the config is built
-(:meth:`yolov9lite.config.TrainConfig.validate`).
+(:meth:`yolov9lite.training.config.TrainConfig.validate`).
 
 Watching: tqdm bars (losses, lr, images/s), ``results.csv``, TensorBoard scalars when the
 ``tensorboard`` package is installed, ``callbacks`` for notebooks, and at the end (``plots``) the
-figures of :func:`yolov9lite.plots.save_run_plots`: ``results.png``, ``labels.jpg``,
+figures of :func:`yolov9lite.report.plots.save_run_plots`: ``results.png``, ``labels.jpg``,
 ``train_batch*.jpg`` and the PR/F1/confusion plots of the final validation.
 
 Multi-GPU: launch the same command with ``torchrun --nproc_per_node 8 -m yolov9lite train ...``;
@@ -55,24 +55,29 @@ Deviations from the official code, on purpose:
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from .cliargs import error_line, run_cli
+from ..report.plots import save_run_plots
+from ..utils.runtime import (
+    DistInfo,
+    cleanup_distributed,
+    resolve_amp,
+    seed_everything,
+    setup_distributed,
+    training_device,
+)
+from ..weights.checkpoint import load_checkpoint
 from .config import (
     LOSS_GAINS,
     RUNTIME_KEYS,
     SCHEDULE_KEYS,
     TrainConfig,
     TrainError,
-    build_parser,
-    config_from_args,  # noqa: F401  (yolov9lite.trainer.config_from_args, as before)
     flag_of,
-    parse_train_args,
 )
 from .engine import (
     EpochPlan,
@@ -86,22 +91,12 @@ from .loss import DetectionLoss
 from .optim import short_run_warning, warmup_iters
 from .runfolder import (
     CURRENT_RUN,
-    LOCK_NAME,  # noqa: F401  (yolov9lite.trainer.LOCK_NAME, as before)
     find_last_checkpoint,
-    interrupted_message,
     open_run_folder,
     release_run_lock,
     run_folder_of,
     save_training_checkpoint,
     write_csv,
-)
-from .runtime import (
-    DistInfo,
-    cleanup_distributed,
-    resolve_amp,
-    seed_everything,
-    setup_distributed,
-    training_device,
 )
 from .trainsetup import (
     Run,
@@ -111,15 +106,14 @@ from .trainsetup import (
     set_loader_epoch,
 )
 
-__all__ = ["History", "NonFiniteLossError", "TrainConfig", "TrainError", "build_parser", "main",
-           "train"]
+__all__ = ["train", "train_resolved"]
 
 # --------------------------------------------------------------------------- the entry point
 def train(config: TrainConfig | None = None, *, callbacks: dict | None = None,
           **options) -> History:
     """Train a model with the YOLOv9 recipe (see the module docstring).
 
-    Either a :class:`~yolov9lite.config.TrainConfig`, or its fields as keyword arguments (the
+    Either a :class:`~yolov9lite.training.config.TrainConfig`, or its fields as keyword arguments (the
     schedule's too, flat: ``train(model="gelan-c", data="coco.yaml", epochs=300, lr0=0.01)``),
     or both (the keywords override the config's fields). Defaults are hyp.scratch-high.
     ``batch_size`` is the total over all ranks; ``max_batches`` caps the batches per epoch
@@ -134,15 +128,15 @@ def train(config: TrainConfig | None = None, *, callbacks: dict | None = None,
     ``compile`` wraps the model in ``torch.compile`` (the first epoch's record then holds
     ``compile_s``).
 
-    Returns the :class:`~yolov9lite.engine.History`: one dict per epoch (``epoch``,
+    Returns the :class:`~yolov9lite.training.engine.History`: one dict per epoch (``epoch``,
     ``train/box`` ... ``lr/...``, ``metrics/AP50``, ``metrics/AP``, ``fitness`` on validated
     epochs), with ``save_dir``, ``best``, ``last``, ``model`` and ``ema`` attributes.
     """
     cfg = _config_from(config, options)
-    return _train(cfg, callbacks, explicit_settings(config, options))
+    return train_resolved(cfg, callbacks, explicit_settings(config, options))
 
 
-def _train(cfg: TrainConfig, callbacks: dict | None, explicit: set[str]) -> History:
+def train_resolved(cfg: TrainConfig, callbacks: dict | None, explicit: set[str]) -> History:
     """:func:`train` after the settings are known; ``explicit`` = the settings the caller gave
     (a resume refuses those that differ from the run's saved ones)."""
     checkpoint, save_dir = None, None
@@ -198,8 +192,6 @@ def _config_from(config: TrainConfig | None, options: dict) -> TrainConfig:
 # --------------------------------------------------------------------------- resume
 def load_training_checkpoint(path: str | Path) -> dict:
     """Read a training checkpoint (weights_only=True); any failure is a TrainError naming it."""
-    from .checkpoint import load_checkpoint
-
     path = Path(path)
     if not path.is_file():
         raise TrainError(f"resume checkpoint {str(path)!r} does not exist")
@@ -390,34 +382,13 @@ def finish_run(run: Run) -> History:
     return history
 
 def save_plots(run: Run) -> None:
-    """Rank 0, at the end: the run's figures (:func:`yolov9lite.plots.save_run_plots`).
+    """Rank 0, at the end: the run's figures (:func:`yolov9lite.report.plots.save_run_plots`).
     ``results.png``; ``labels.jpg`` from the validation labels (the ones already in memory as
     COCO json); ``train_batch0..2.jpg`` from the training loader as it is at the end (mosaic
     closed for the last ``close_mosaic`` epochs); the PR/F1/P/R curves and confusion matrices
-    from the final validation's detections (kept by :func:`yolov9lite.engine.validate`, no
+    from the final validation's detections (kept by :func:`yolov9lite.training.engine.validate`, no
     second pass); also as TensorBoard images when TensorBoard logs."""
-    from .plots import save_run_plots
-
     found = run.detections or {}
     save_run_plots(run.save_dir, run.names, gt=found.get("gt_dict"), dets=found.get("records"),
                    cat_ids=found.get("cat_ids"), train_loader=run.train_loader,
                    history=run.state.history, tb_writer=run.writer, step=run.cfg.epochs)
-
-
-# --------------------------------------------------------------------------- command line
-@run_cli("yolov9lite train", interrupted=interrupted_message)
-def main(argv: list[str] | None = None) -> int:
-    """``yolov9lite train``: parse the arguments and call :func:`train`."""
-    config, explicit = parse_train_args(argv)
-    try:
-        if config.resume:  # the flags given, not only those that differ from the defaults
-            _train(config, None, explicit)
-        else:
-            train(config)
-    except NonFiniteLossError as err:  # not a bad input, but a one-line ending all the same
-        print(error_line("yolov9lite train", err), file=sys.stderr)
-        return 2
-    return 0
-
-if __name__ == "__main__":
-    sys.exit(main())

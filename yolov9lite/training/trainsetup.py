@@ -8,10 +8,10 @@
 * :func:`set_loader_epoch` -- data order and augmentation as a function of ``(seed, epoch)``
   only, which is what makes a resume exact;
 * :func:`build_state` -- the model on its device (SyncBatchNorm, DDP, compile), the optimizer
-  (:func:`yolov9lite.optim.build_optimizer`), the AMP scaler and the EMA.
+  (:func:`yolov9lite.training.optim.build_optimizer`), the AMP scaler and the EMA.
 
-:func:`yolov9lite.trainer.prepare_run` puts them together; the run folder is
-:mod:`yolov9lite.runfolder`.
+:func:`yolov9lite.training.trainer.prepare_run` puts them together; the run folder is
+:mod:`yolov9lite.training.runfolder`.
 """
 from __future__ import annotations
 
@@ -22,12 +22,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .accel import prepare_model, setup_backends
+from ..data import build_dataloader, dataset_to_coco, load_data_config
+from ..nn.models import BASELINES, PRESETS, build_model
+from ..utils.accel import prepare_model, setup_backends
+from ..utils.runtime import DistInfo
+from ..utils.safe_pickle import CheckpointError
+from ..weights.checkpoint import check_model_fits
 from .config import LOSS_GAINS, TrainConfig, TrainError
 from .engine import EpochPlan, State
-from .models import BASELINES, PRESETS, build_model
 from .optim import ModelEMA, build_optimizer, scaled_weight_decay
-from .runtime import DistInfo
 
 __all__ = ["Run", "augmentation_seed", "build_loaders", "build_state", "check_inputs",
            "check_resumed_model", "set_loader_epoch"]
@@ -66,8 +69,6 @@ def check_inputs(cfg: TrainConfig, dist_info: DistInfo,
     """Model, data and batch checks before anything heavy: errors name the problem. With a
     resume ``checkpoint``, the model is first checked to be the one it holds
     (:func:`check_resumed_model`)."""
-    from .data import load_data_config
-
     try:
         data_cfg = load_data_config(cfg.data)  # a YAML path, "synthetic" or a dict
     except (OSError, ValueError, KeyError) as err:
@@ -90,10 +91,8 @@ def check_resumed_model(cfg: TrainConfig, nc, checkpoint: dict) -> None:
     (its ``model_kwargs`` could ask for ``depth_elan=10**6``, its data for a million classes).
     So before anything is built, the model they describe must be the one whose weights the file
     holds: that one is bounded and matched against the stored tensors on a shape-only model by
-    :func:`yolov9lite.checkpoint.check_model_fits`. A small edited file then cannot make us
+    :func:`yolov9lite.weights.checkpoint.check_model_fits`. A small edited file then cannot make us
     allocate a big model."""
-    from .checkpoint import CheckpointError, check_model_fits
-
     try:
         stored = check_model_fits(checkpoint)
     except CheckpointError as err:
@@ -121,8 +120,6 @@ def build_loaders(cfg: TrainConfig, data_cfg: dict, dist_info: DistInfo):
     (`data.EpochSampler`), so a resume is exact with any number of workers and no epoch pays
     for starting them again.
     """
-    from .data import build_dataloader, dataset_to_coco
-
     hyp = {k: v for k, v in (cfg.hyp or {}).items() if k not in LOSS_GAINS} or None
     try:
         train_loader = build_dataloader(

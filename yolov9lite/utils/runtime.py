@@ -44,7 +44,7 @@ def select_device(device: str | torch.device | None = "auto", local_rank: int = 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype, or None for float32. ``auto``: bf16 on GPUs that support it (no scaler,
-    no fp16 overflow), fp16 on older GPUs, float32 on CPU (see :func:`yolov9lite.accel.pick_amp`).
+    no fp16 overflow), fp16 on older GPUs, float32 on CPU (see :func:`yolov9lite.utils.accel.pick_amp`).
     Raises ValueError for an unknown or impossible choice."""
     return pick_amp(device, amp)
 

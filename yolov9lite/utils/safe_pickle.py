@@ -19,7 +19,7 @@ calls whatever it asks for. An official YOLOv9 checkpoint even *needs* that: its
 
 What is built from the loaded tensors is guarded by the callers: :func:`check_tensor_sizes` (no
 tensor larger than the bytes stored for it), :data:`MAX_CLASSES`, and the shape-only (meta
-device) comparisons in :mod:`yolov9lite.official` and :mod:`yolov9lite.checkpoint`.
+device) comparisons in :mod:`yolov9lite.weights.official` and :mod:`yolov9lite.weights.checkpoint`.
 """
 from __future__ import annotations
 

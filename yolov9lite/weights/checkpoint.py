@@ -1,14 +1,14 @@
-"""Our checkpoint format, :func:`load_model` for any checkpoint, the ``convert``/``deploy`` CLIs.
+"""Our checkpoint format, :func:`load_model` for any checkpoint, their commands are in :mod:`yolov9lite.cli.checkpoints`.
 
 A yolov9lite checkpoint is a plain dict of tensors and plain Python values, readable with
 ``torch.load(path, weights_only=True)`` and written atomically (:func:`save_checkpoint`):
-``format``, ``version``, ``model_name``, ``config`` (the :class:`~yolov9lite.models.ModelConfig`
+``format``, ``version``, ``model_name``, ``config`` (the :class:`~yolov9lite.nn.models.ModelConfig`
 as plain types), ``nc``, ``names``, ``deployed`` and ``state_dict``, plus whatever the trainer adds
 (epoch, optimizer, RNG states ...).
 
-Official ``.pt`` files are read by :mod:`yolov9lite.official`; :func:`load_model` accepts both
+Official ``.pt`` files are read by :mod:`yolov9lite.weights.official`; :func:`load_model` accepts both
 kinds and returns a ready inference model. Reading never trusts the file: the pickle is scanned
-before it is unpickled (:func:`yolov9lite.safe_pickle.check_pickle_globals`), and the ``config`` is
+before it is unpickled (:func:`yolov9lite.utils.safe_pickle.check_pickle_globals`), and the ``config`` is
 checked against bounds and against the stored tensors on a shape-only model before a real model
 is built (:func:`model_from_checkpoint`), so a small crafted file cannot make us allocate a big
 model.
@@ -23,34 +23,23 @@ from pathlib import Path
 
 import torch
 
-from .cliargs import (
-    CliError,
-    add_project,
-    add_weights,
-    increment_path,
-    make_parser,
-    refuse_overwrite,
-    run_cli,
-)
-from .deployment import deploy as deploy_model
-from .deployment import fuse
-from .models import BASELINES, PRESETS, DetectionModel, ModelConfig
-from .official import class_names, load_official, model_from_official
-from .safe_pickle import (
+from ..nn.deployment import deploy as deploy_model
+from ..nn.deployment import fuse
+from ..nn.models import BASELINES, PRESETS, DetectionModel, ModelConfig
+from ..utils.safe_pickle import (
     MAX_CLASSES,
     TORCH_TENSOR_GLOBALS,
     CheckpointError,
-    UnsafeCheckpointError,
     check_pickle_globals,
     check_tensor_sizes,
     load_weights_only,
     restricted_load,
 )
+from .official import class_names, model_from_official
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAX_DEPTH", "MAX_DEPTH_PRODUCT", "MAX_WIDTH",
-           "CheckpointError", "UnsafeCheckpointError", "atomic_save", "check_model_fits",
-           "config_from_dict", "convert_main", "deploy_main", "load_checkpoint", "load_model",
-           "load_official", "model_from_checkpoint", "save_checkpoint"]
+           "atomic_save", "check_model_fits", "config_from_dict", "load_checkpoint", "load_model",
+           "model_from_checkpoint", "save_checkpoint"]
 
 FORMAT_NAME = "yolov9lite"
 FORMAT_VERSION = 1
@@ -278,7 +267,7 @@ def load_model(path: str | os.PathLike, deploy: bool = True) -> DetectionModel:
     """Load our checkpoint or an official ``.pt``; return a ready model (eval mode, float32).
 
     With ``deploy=True`` (default, what ``predict`` and ``val`` use) the auxiliary branch is removed
-    and BatchNorm/RepConvN are fused (:func:`yolov9lite.deployment.deploy`); the outputs are those of
+    and BatchNorm/RepConvN are fused (:func:`yolov9lite.nn.deployment.deploy`); the outputs are those of
     the main branch, so the detections are the same either way. ``model.names`` holds the class
     names.
     """
@@ -292,72 +281,3 @@ def load_model(path: str | os.PathLike, deploy: bool = True) -> DetectionModel:
         model = deploy_model(model)
         model.names = names
     return model
-
-
-# =============================================================================================
-# CLI: ``yolov9lite convert`` and ``yolov9lite deploy``
-# =============================================================================================
-
-@run_cli("yolov9lite convert")
-def convert_main(argv: list[str] | None = None) -> int:
-    """``yolov9lite convert official.pt ours.pt [--deploy]`` (or ``--weights official.pt --out
-    ours.pt``): an official checkpoint in our format, read without executing anything from it."""
-    ap = make_parser("yolov9lite convert", convert_main.__doc__)
-    ap.add_argument("source", nargs="?", default=None, help="official YOLOv9/GELAN .pt file")
-    ap.add_argument("dest", nargs="?", default=None, help="output file (yolov9lite format)")
-    add_weights(ap, required=False, help="official .pt file (same as the first positional)")
-    ap.add_argument("--out", default=None, help="output file (same as the second positional; "
-                    "default: project/name/<source name>.pt)")
-    ap.add_argument("--deploy", action="store_true",
-                    help="also remove the auxiliary branch and fuse layers (inference only)")
-    add_project(ap, "runs/convert")
-    args = ap.parse_args(argv)
-    source = _one_of(ap, args.source, args.weights, "the source file (SOURCE or --weights)")
-    if not Path(source).is_file():
-        raise CliError(f"{source}: no such file")
-    dest = _output_path(ap, args, args.dest, source, "dest" if args.dest else "--out")
-    model = load_official(source)
-    if args.deploy:
-        names, model = model.names, deploy_model(model)
-        model.names = names
-    # unfused official weights are fp16 values: storing fp16 keeps them exactly, at half size
-    save_checkpoint(dest, model, half=not args.deploy, source=str(source))
-    print(f"{source}: {model.name} (nc={model.nc}) -> {dest}"
-          + (" (deployed)" if args.deploy else ""))
-    return 0
-
-
-def _one_of(ap, positional, named, what: str):
-    if positional and named and positional != named:
-        ap.error(f"{what} given twice ({positional} and {named}); give it once")
-    if not (positional or named):
-        ap.error(f"{what} is required")
-    return positional or named
-
-
-def _output_path(ap, args, positional_out, source, flag: str) -> Path:
-    """The output file: given (never one of the inputs, never a folder), or a new run folder's."""
-    out = _one_of(ap, positional_out, args.out, "the output file") if (
-        positional_out or args.out) else None
-    if out is None:
-        return increment_path(args.project, args.name, args.exist_ok) / f"{Path(source).stem}.pt"
-    return refuse_overwrite(out, [source], flag)
-
-
-@run_cli("yolov9lite deploy")
-def deploy_main(argv: list[str] | None = None) -> int:
-    """``yolov9lite deploy --weights in.pt [--out out.pt]``: the inference model that predict uses
-    (auxiliary branch removed, RepConvN merged, BatchNorm folded), in our format."""
-    ap = make_parser("yolov9lite deploy", deploy_main.__doc__)
-    add_weights(ap, help="our checkpoint or an official .pt")
-    ap.add_argument("--out", default=None,
-                    help="output file (default: project/name/<weights name>.pt)")
-    add_project(ap, "runs/deploy")
-    args = ap.parse_args(argv)
-    if not Path(args.weights).is_file():
-        raise CliError(f"--weights {args.weights}: no such file")
-    out = _output_path(ap, args, None, args.weights, "--out")
-    model = load_model(args.weights, deploy=True)
-    save_checkpoint(out, model, source=str(args.weights))
-    print(f"{args.weights}: {model.name} (nc={model.nc}) deployed -> {out}")
-    return 0

@@ -1,7 +1,7 @@
 """Official YOLOv9 ``.pt`` files: recognise the model from its tensors and build ours.
 
 An official checkpoint (official ``train_dual.py`` / ``train.py``) is read by
-:func:`yolov9lite.safe_pickle.restricted_load`, which admits only the official class names (as
+:func:`yolov9lite.utils.safe_pickle.restricted_load`, which admits only the official class names (as
 inert stand-ins) and never runs code from the file. From the unpickled object this module takes
 only the tensors, read straight from the modules' ``__dict__``, and the class names. The model is
 recognised from keys and shapes alone (:func:`recognise_official`): the file's tensors must be
@@ -23,8 +23,9 @@ import os
 import torch
 from torch import nn
 
-from .models import OFFICIAL_MODELS, PRESETS, DetectionModel, ModelConfig, build_model, round_up8
-from .safe_pickle import (
+from ..nn.gelan import round_up8
+from ..nn.models import OFFICIAL_MODELS, PRESETS, DetectionModel, ModelConfig, build_model
+from ..utils.safe_pickle import (
     MAX_CLASSES,
     CheckpointError,
     UnsafeCheckpointError,
@@ -325,7 +326,7 @@ def load_official(path: str | os.PathLike) -> DetectionModel:
 
     The model is recognised from the weights (``yolov9-t/s/m/c/e``, their "converted" versions,
     ``gelan-t/s/m/c/e``); ``model.names`` holds the class names. Use
-    :func:`yolov9lite.checkpoint.load_model` for a deployed (aux-free, fused) model.
+    :func:`yolov9lite.weights.checkpoint.load_model` for a deployed (aux-free, fused) model.
     """
     obj = restricted_load(path)
     if isinstance(obj, dict) and "format" in obj:  # official files have no "format" entry
