@@ -14,7 +14,8 @@ from yolov9lite.study.claims import load_claims, write_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = ROOT / "figures" / "claims"
-MENTION = re.compile(r"`(\d\d\.[A-Za-z0-9_]+)`:?\s*\*\*(supports|contradicts|inconclusive)\*\*")
+MENTION = re.compile(r"`(\d\d\.[A-Za-z0-9_]+)`:?\s*"
+                     r"\*\*(supports|contradicts|inconclusive|control failed)\*\*")
 
 
 def readme_mentions(text: str) -> list[tuple[str, str]]:

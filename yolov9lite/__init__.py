@@ -30,7 +30,7 @@ Module map (floor, folder, modules):
                    trainsetup
     5  study/      The paper's experiments: retention, gradients, paired runs, ablations, claims.
                    ablation, claims, gelan_study, gradients, paired, retention,
-                   retention_measures, stacks
+                   retention_measures, runs, stacks, statistics
     6  cli/        The command line: ``yolov9lite <command>`` or ``python -m yolov9lite <command>``.
                    args, checkpoints, export, figures, models, predict, train, val
 
@@ -76,6 +76,8 @@ ablations (Tables 2-6)           :mod:`~yolov9lite.study.ablation` (AP grid, tab
                                  :mod:`~yolov9lite.study.gelan_study`,
                                  :mod:`~yolov9lite.nn.yolov7` (Table 6's anchor-free YOLOv7)
 notebooks: claims, parameters   :mod:`~yolov9lite.study.claims`, :mod:`~yolov9lite.report.nbparams`
+                                 :mod:`~yolov9lite.study.statistics` (intervals, equivalence, power),
+                                 :mod:`~yolov9lite.study.runs` (per-run records)
 speed, latency                   :mod:`~yolov9lite.utils.accel`, :mod:`~yolov9lite.evaluation.latency`,
                                  :mod:`~yolov9lite.training.graphstep` (CUDA-graph training step)
 plots and figures                :mod:`~yolov9lite.report.viz`, :mod:`~yolov9lite.report.plots`,

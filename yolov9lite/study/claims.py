@@ -25,28 +25,50 @@ AVX, and asserts identical verdicts. Small runs amplify rounding (notebook 03's 
 rule needs a margin, or an interval far from its boundary, to pass; the test lists the known
 exceptions.
 
-Statistics are plain numpy (no scipy): the percentile bootstrap, Student's t interval and the
-exact (Clopper-Pearson) binomial interval; the last two need quantiles of the t and beta
-distributions, computed from the regularised incomplete beta function by bisection.
+Statistics: one policy for notebooks 01-05, in :mod:`yolov9lite.study.statistics` (the seed is
+the unit, t intervals, BCa bootstrap only from 20 units, symmetric margins fixed in code,
+equivalence tests for claims of insensitivity, the minimum detectable effect beside the margin).
+
+Kinds: ``claim`` (of the paper; the family whose size the summary states), ``sanity`` (a check
+such as "trained beats untrained", not a paper claim) and ``control`` (of a method). A control
+with ``role="positive"`` (an effect of known sign, declared in code before the data) or
+``role="null"`` (no effect) may list the claims it gates (``gates=[...]``): when a positive
+control does not read "supports", or a null control reads "contradicts" (it found an effect where
+there is none), each gated claim reads ``control failed`` (:func:`apply_controls`), whatever its
+own interval says; the rule's verdict stays in ``ungated_verdict``. Ledgers without gating
+controls read as they always did.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..report.viz import machine_info, repo_root
+from .statistics import (
+    BINOMIAL_METHOD,
+    Margin,
+    clopper_pearson,
+    mean_interval,
+    observed_mde,
+    t_interval,
+    tost_p,
+    verdict_equivalence,
+)
 
-VERDICTS = ("supports", "contradicts", "inconclusive")
-KINDS = ("claim", "control")
+CONTROL_FAILED = "control failed"
+VERDICTS = ("supports", "contradicts", "inconclusive", CONTROL_FAILED)
+KINDS = ("claim", "control", "sanity")
+ROLES = ("", "positive", "null")  # of a control
 CLAIMS_SUBDIR = "claims"  # under the figure folder
 SUMMARY_NAME = "claims.md"  # next to the claims folder
-BOOTSTRAP_METHOD = "paired bootstrap (percentile), {n:,} resamples"
-T_METHOD = "t interval"
-BINOMIAL_METHOD = "exact binomial (Clopper-Pearson)"
+# fields added after the first ledgers were committed: written to JSON only when set, so a
+# ledger that uses none of them saves as it did
+OPTIONAL_FIELDS = {"role": "", "gates": (), "margin": None, "margin_reason": "", "mde": None,
+                   "ungated_verdict": "", "gated_by": ()}
 
 
 @dataclass(frozen=True)
@@ -63,26 +85,53 @@ class Claim:
     n: int
     n_unit: str  # "seeds", "images", ...
     rule: str  # the verdict rule in words
-    verdict: str  # supports | contradicts | inconclusive
+    verdict: str  # supports | contradicts | inconclusive | control failed
     scale: str  # "default (tiny preset, synthetic data, CPU)"
-    kind: str = "claim"  # claim (of the paper) | control (of a method)
+    kind: str = "claim"  # claim (of the paper) | sanity (a check) | control (of a method)
+    role: str = ""  # of a control: positive | null
+    gates: tuple[str, ...] = ()  # of a control: the ids of the claims it gates
+    margin: float | None = None  # the smallest effect of interest (symmetric), metric units
+    margin_reason: str = ""  # why that margin
+    mde: float | None = None  # minimum detectable effect at 80 % power (observed sd, n)
+    ungated_verdict: str = ""  # the rule's verdict, when a failed control replaced it
+    gated_by: tuple[str, ...] = ()  # the failed controls
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
             raise ValueError(f"{self.id}: verdict must be one of {VERDICTS}, got {self.verdict!r}")
         if self.kind not in KINDS:
             raise ValueError(f"{self.id}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.role not in ROLES or (self.role and self.kind != "control"):
+            raise ValueError(f"{self.id}: role {self.role!r} needs kind 'control' and one of "
+                             f"{ROLES[1:]}")
+        if self.gates and not self.role:
+            raise ValueError(f"{self.id}: a control that gates claims needs role 'positive' or "
+                             "'null'")
+        if self.verdict == CONTROL_FAILED and (self.kind == "control" or not self.ungated_verdict):
+            raise ValueError(f"{self.id}: {CONTROL_FAILED!r} is set by apply_controls, on claims")
         if len(self.ci) != 2:
             raise ValueError(f"{self.id}: ci must be (lo, hi)")
-        # plain floats and a tuple, whatever came in (numpy scalars, lists from JSON)
+        # plain floats and tuples, whatever came in (numpy scalars, lists from JSON)
         object.__setattr__(self, "estimate", float(self.estimate))
         object.__setattr__(self, "ci", (float(self.ci[0]), float(self.ci[1])))
         object.__setattr__(self, "n", int(self.n))
+        object.__setattr__(self, "gates", tuple(self.gates))
+        object.__setattr__(self, "gated_by", tuple(self.gated_by))
+        for name in ("margin", "mde"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["estimate"] = _round(self.estimate)
         d["ci"] = [_round(v) for v in self.ci]
+        for name, default in OPTIONAL_FIELDS.items():
+            if d[name] == default or (isinstance(default, tuple) and not d[name]):
+                del d[name]
+            elif isinstance(default, tuple):
+                d[name] = list(d[name])
+            elif name in ("margin", "mde"):
+                d[name] = _round(d[name])
         return d
 
     @classmethod
@@ -107,124 +156,6 @@ def fmt(x: float) -> str:
     if abs(x) < 1e-3 or abs(x) >= 1e5:
         return f"{x:.2e}"
     return f"{x:.3g}"
-
-
-# --- special functions (numpy/math only) ------------------------------------------------------------
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta function I_x(a, b) (the beta distribution's CDF)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                 + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1) / (a + b + 2):
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1 - x) / b
-
-
-def _bisect(f, lo: float, hi: float, target: float, iters: int = 200) -> float:
-    """x in [lo, hi] with f(x) = target for an increasing f."""
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        if f(mid) < target:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
-
-
-def beta_ppf(q: float, a: float, b: float) -> float:
-    """Quantile of the Beta(a, b) distribution."""
-    return _bisect(lambda x: betainc(a, b, x), 0.0, 1.0, q)
-
-
-def t_cdf(t: float, df: float) -> float:
-    """CDF of Student's t distribution with ``df`` degrees of freedom."""
-    tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))
-    return 1 - tail if t > 0 else tail
-
-
-def t_ppf(q: float, df: float) -> float:
-    """Quantile of Student's t (q in (0, 1))."""
-    if q == 0.5:
-        return 0.0
-    if q < 0.5:
-        return -t_ppf(1 - q, df)
-    hi = 1.0
-    while t_cdf(hi, df) < q:
-        hi *= 2
-    return _bisect(lambda t: t_cdf(t, df), 0.0, hi, q)
-
-
-# --- intervals -------------------------------------------------------------------------------------
-
-def paired_bootstrap(diffs, n_boot: int = 10_000, seed: int = 0, stat=np.mean, level: float = 0.95
-                     ) -> tuple[float, float, float]:
-    """(estimate, lo, hi): ``stat`` of paired differences and its percentile-bootstrap interval.
-
-    Resamples the pairs (seeds, images, ...) with replacement; deterministic given ``seed``.
-    With a single difference the interval is that value (no spread can be estimated).
-    """
-    d = np.asarray(diffs, dtype=np.float64).ravel()
-    if d.size == 0:
-        raise ValueError("paired_bootstrap: no differences")
-    est = float(stat(d))
-    if d.size == 1:
-        return est, est, est
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, d.size, size=(n_boot, d.size))
-    boots = np.asarray([stat(row) for row in d[idx]]) if stat is not np.mean else d[idx].mean(1)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
-    return est, float(lo), float(hi)
-
-
-def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, lo, hi): Student's t interval for the mean of ``values`` (n >= 2)."""
-    v = np.asarray(values, dtype=np.float64).ravel()
-    if v.size < 2:
-        raise ValueError("t_interval needs at least two values")
-    mean = float(v.mean())
-    half = t_ppf(1 - (1 - level) / 2, v.size - 1) * float(v.std(ddof=1)) / math.sqrt(v.size)
-    return mean, mean - half, mean + half
-
-
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
-    """(k/n, lo, hi): the exact binomial interval for a proportion."""
-    if not 0 <= k <= n or n < 1:
-        raise ValueError(f"clopper_pearson: need 0 <= k <= n, n >= 1 (got k={k}, n={n})")
-    alpha = 1 - level
-    lo = 0.0 if k == 0 else beta_ppf(alpha / 2, k, n - k + 1)
-    hi = 1.0 if k == n else beta_ppf(1 - alpha / 2, k + 1, n - k)
-    return k / n, lo, hi
 
 
 # --- verdict rules ---------------------------------------------------------------------------------
@@ -271,42 +202,72 @@ def rule_threshold(threshold: float, expect: str) -> str:
 
 # --- constructors: estimate, interval and verdict in one call ---------------------------------------
 
-def mean_interval(values: np.ndarray, method: str = "bootstrap", n_boot: int = 10_000,
-                  seed: int = 0) -> tuple[tuple[float, float, float], str]:
-    """``((estimate, lo, hi), method name)`` for the mean of ``values``: the percentile bootstrap
-    (``"bootstrap"``) or Student's t (``"t"``; for a handful of values, where the bootstrap's
-    interval comes out too narrow)."""
-    if method == "t":
-        return t_interval(values), T_METHOD
-    if method == "bootstrap":
-        return paired_bootstrap(values, n_boot=n_boot, seed=seed), BOOTSTRAP_METHOD.format(n=n_boot)
-    raise ValueError(f"method must be 'bootstrap' or 't', got {method!r}")
+def _margins(margin: float | Margin, against: float | None) -> tuple[float, float, float | None,
+                                                                     str]:
+    """(paper-side margin, other-side margin, margin to record, its reason): a :class:`Margin`
+    is symmetric; a bare number keeps the committed notebooks' one-sided default."""
+    if isinstance(margin, Margin):
+        if against is not None and against != margin.value:
+            raise ValueError("a Margin is symmetric: leave `against` out")
+        return margin.value, margin.value, margin.value, margin.reason
+    against = 0.0 if against is None else against
+    return margin, against, (margin if margin or against else None), ""
 
 
 def paired_claim(id: str, paper: str, where: str, metric: str, diffs, expect: str, n_unit: str,
-                 scale: str, margin: float = 0.0, seed: int = 0, kind: str = "claim",
-                 n_boot: int = 10_000, method: str = "bootstrap", against: float = 0.0) -> Claim:
+                 scale: str, margin: float | Margin = 0.0, seed: int = 0, kind: str = "claim",
+                 n_boot: int = 10_000, method: str = "bootstrap", against: float | None = None,
+                 role: str = "", gates=()) -> Claim:
     """A claim about the mean of paired differences (``expect`` = the paper's sign): interval by
-    :func:`mean_interval` (``method``), verdict by :func:`verdict_sign` with ``margin`` on the
-    paper's side and ``against`` on the other."""
+    :func:`~yolov9lite.study.statistics.mean_interval` (``method``: ``"t"`` is the policy; the
+    default ``"bootstrap"`` keeps the committed notebooks' numbers), verdict by
+    :func:`verdict_sign` with ``margin`` on the paper's side and ``against`` on the other (a
+    :class:`~yolov9lite.study.statistics.Margin` on both). Records the margin and the minimum
+    detectable effect at 80 % power."""
     d = np.asarray(diffs, dtype=np.float64).ravel()
+    m, other, recorded, reason = _margins(margin, against)
     (est, lo, hi), how = mean_interval(d, method, n_boot, seed)
     return Claim(id, paper, where, metric, est, (lo, hi), how, int(d.size), n_unit,
-                 rule_sign(expect, margin, against), verdict_sign(lo, hi, expect, margin, against),
-                 scale, kind)
+                 rule_sign(expect, m, other), verdict_sign(lo, hi, expect, m, other),
+                 scale, kind, role, tuple(gates), recorded, reason, observed_mde(d))
+
+
+def rule_equivalence(margin: float) -> str:
+    return (f"supports (no effect beyond ±{fmt(margin)}) if the 90 % t interval lies inside "
+            f"±{fmt(margin)} (two one-sided tests at 5 %); contradicts if the 95 % interval lies "
+            f"beyond ±{fmt(margin)}; inconclusive otherwise")
+
+
+def equivalence_claim(id: str, paper: str, where: str, metric: str, diffs, margin: Margin,
+                      n_unit: str, scale: str, kind: str = "claim", role: str = "",
+                      gates=()) -> Claim:
+    """A claim of insensitivity ("not sensitive to the depth", or a null control): the mean of
+    paired differences lies inside ±``margin``, tested by two one-sided tests (TOST, statsmodels)
+    = the 90 % t interval inside the margin (:func:`~yolov9lite.study.statistics.verdict_equivalence`).
+    The ledger's interval is the 95 % one; the method names the TOST p-value."""
+    if not isinstance(margin, Margin):
+        raise TypeError("equivalence_claim needs a Margin (its size and the reason for it)")
+    d = np.asarray(diffs, dtype=np.float64).ravel()
+    est, lo, hi = t_interval(d)
+    _, lo90, hi90 = t_interval(d, level=0.90)
+    how = f"t interval; TOST p = {fmt(tost_p(d, margin.value))}"
+    return Claim(id, paper, where, metric, est, (lo, hi), how, int(d.size), n_unit,
+                 rule_equivalence(margin.value),
+                 verdict_equivalence(lo90, hi90, lo, hi, margin.value), scale, kind, role,
+                 tuple(gates), margin.value, margin.reason, observed_mde(d))
 
 
 def threshold_claim(id: str, paper: str, where: str, metric: str, values, threshold: float,
                     expect: str, n_unit: str, scale: str, seed: int = 0, kind: str = "claim",
                     method: str = "bootstrap", n_boot: int = 10_000) -> Claim:
     """A claim that the mean of ``values`` lies above/below ``threshold`` (:func:`verdict_threshold`);
-    interval by the percentile bootstrap (``method="bootstrap"``) or Student's t (``"t"``)."""
+    interval by :func:`~yolov9lite.study.statistics.mean_interval` (``method``)."""
     v = np.asarray(values, dtype=np.float64).ravel()
     (est, lo, hi), how = mean_interval(v, method, n_boot, seed)
     how = how.replace("paired ", "")  # the values are not differences
     return Claim(id, paper, where, metric, est, (lo, hi), how, int(v.size), n_unit,
                  rule_threshold(threshold, expect), verdict_threshold(lo, hi, threshold, expect),
-                 scale, kind)
+                 scale, kind, mde=observed_mde(v))
 
 
 def proportion_claim(id: str, paper: str, where: str, metric: str, k: int, n: int,
@@ -317,6 +278,42 @@ def proportion_claim(id: str, paper: str, where: str, metric: str, k: int, n: in
     return Claim(id, paper, where, metric, est, (lo, hi), BINOMIAL_METHOD, n, n_unit,
                  rule_threshold(threshold, expect), verdict_threshold(lo, hi, threshold, expect),
                  scale, kind)
+
+
+# --- controls gate verdicts ------------------------------------------------------------------------
+
+def control_failed(control: Claim) -> bool:
+    """A positive control fails unless it supports; a null control fails when it contradicts
+    (it found an effect where there is none)."""
+    if control.role == "positive":
+        return control.verdict != "supports"
+    return control.role == "null" and control.verdict == "contradicts"
+
+
+def apply_controls(claims: list[Claim]) -> list[Claim]:
+    """The claims with each one gated by a failed control reading ``control failed`` (the rule's
+    verdict kept in ``ungated_verdict``); a claim whose controls pass reads its own verdict.
+    Idempotent. A control gating an id that is not among ``claims``, or another control, is an
+    error."""
+    by_id = {c.id: c for c in claims}
+    failed: dict[str, list[str]] = {}
+    for ctl in claims:
+        for target in ctl.gates:
+            if target not in by_id or by_id[target].kind == "control":
+                raise ValueError(f"control {ctl.id} gates {target!r}, which is not a claim of "
+                                 "this ledger")
+            if control_failed(ctl):
+                failed.setdefault(target, []).append(ctl.id)
+    out = []
+    for c in claims:
+        own = c.ungated_verdict or c.verdict
+        if c.id in failed:
+            c = replace(c, verdict=CONTROL_FAILED, ungated_verdict=own,
+                        gated_by=tuple(failed[c.id]))
+        elif c.verdict == CONTROL_FAILED:
+            c = replace(c, verdict=own, ungated_verdict="", gated_by=())
+        out.append(c)
+    return out
 
 
 # --- the ledger of one notebook --------------------------------------------------------------------
@@ -344,11 +341,15 @@ class Ledger:
         self.claims[claim.id] = claim
         return claim
 
+    def resolved(self) -> list[Claim]:
+        """The claims as the ledger reports them: gated by their controls (:func:`apply_controls`)."""
+        return apply_controls(list(self.claims.values()))
+
     def __getitem__(self, claim_id: str) -> Claim:
-        return self.claims[claim_id]
+        return {c.id: c for c in self.resolved()}[claim_id]
 
     def __iter__(self):
-        return iter(self.claims.values())
+        return iter(self.resolved())
 
     def __len__(self) -> int:
         return len(self.claims)
@@ -361,11 +362,15 @@ class Ledger:
 
     def sentence(self, claim_id: str) -> str:
         """One sentence for prose: what was measured, the interval and the verdict."""
-        c = self.claims[claim_id]
-        what = "Control" if c.kind == "control" else "Paper"
+        c = self[claim_id]
+        what = {"control": "Control", "sanity": "Sanity check"}.get(c.kind, "Paper")
+        power = "" if c.mde is None else f", minimum detectable effect {fmt(c.mde)}"
+        power += "" if c.margin is None else f", margin {fmt(c.margin)}"
+        gate = ("" if not c.gated_by else f"; the rule said {c.ungated_verdict}, but control "
+                f"{', '.join(c.gated_by)} failed")
         return (f"{what} ({c.where}): *{c.paper}* — {c.metric}: **{fmt(c.estimate)}** "
                 f"(95 % interval [{fmt(c.ci[0])}, {fmt(c.ci[1])}], {c.ci_method}, n = {c.n} "
-                f"{c.n_unit}) → **{c.verdict}** ({c.rule}).")
+                f"{c.n_unit}{power}) → **{c.verdict}** ({c.rule}{gate}).")
 
     def path(self, fig_dir: str | Path | None = None) -> Path:
         base = Path(fig_dir) if fig_dir is not None else self.fig_dir or default_fig_dir()
@@ -394,17 +399,33 @@ class Ledger:
         return ledger
 
 
+def _tag(c: Claim) -> str:
+    if c.kind == "control":
+        gates = f", gates {', '.join(f'`{g}`' for g in c.gates)}" if c.gates else ""
+        return f" ({c.role + ' ' if c.role else ''}control{gates})"
+    return " (sanity)" if c.kind == "sanity" else ""
+
+
+def _power_cell(c: Claim) -> str:
+    margin = "–" if c.margin is None else f"±{fmt(c.margin)}"
+    return f"{margin} / {'–' if c.mde is None else fmt(c.mde)}"
+
+
 def claims_table(claims: list[Claim]) -> str:
-    """A GitHub Markdown table of claims (the one layout of notebooks and ``claims.md``)."""
-    head = ("| claim | paper | metric | estimate [95 % interval] | method | n | verdict |\n"
-            "|---|---|---|---|---|---|---|")
+    """A GitHub Markdown table of claims (the one layout of notebooks and ``claims.md``). The
+    column "margin / mde" appears when a claim records either (ledgers built on the statistics
+    policy); a gated claim's verdict reads ``control failed``."""
+    power = any(c.margin is not None or c.mde is not None for c in claims)
+    head = ("| claim | paper | metric | estimate [95 % interval] | method | n | "
+            + ("margin / mde | " if power else "") + "verdict |\n"
+            + "|---|---|---|---|---|---|" + ("---|" if power else "") + "---|")
     rows = []
     for c in claims:
-        tag = " (control)" if c.kind == "control" else ""
         paper = f"{c.paper} ({c.where})".replace("|", "/")
-        rows.append(f"| `{c.id}`{tag} | {paper} | {c.metric.replace('|', '/')} | "
+        rows.append(f"| `{c.id}`{_tag(c)} | {paper} | {c.metric.replace('|', '/')} | "
                     f"{fmt(c.estimate)} [{fmt(c.ci[0])}, {fmt(c.ci[1])}] | {c.ci_method} | "
-                    f"{c.n} {c.n_unit} | **{c.verdict}** |")
+                    f"{c.n} {c.n_unit} | " + (f"{_power_cell(c)} | " if power else "")
+                    + f"**{c.verdict}** |")
     return "\n".join([head, *rows])
 
 
@@ -416,6 +437,28 @@ def load_claims(claims_dir: str | Path) -> list[Claim]:
     return out
 
 
+def family_lines(claims: list[Claim]) -> list[str]:
+    """The summary's account of what was tested: verdict counts of the paper claims, the family
+    size (each interval is 95 % on its own, with no correction for multiplicity) and the sanity
+    checks, which are not in the family."""
+    paper = [c for c in claims if c.kind == "claim"]
+    counts = {v: sum(c.verdict == v for c in paper) for v in VERDICTS}
+    shown = [v for v in VERDICTS if v != CONTROL_FAILED or counts[v]]
+    sanity = [c for c in claims if c.kind == "sanity"]
+    n_controls = sum(c.kind == "control" for c in claims)
+    return [
+        "Paper claims: " + ", ".join(f"{counts[v]} {v}" for v in shown) + ".",
+        "",
+        (f"Family size: {len(paper)} paper claims tested, each with its own 95 % interval and no "
+         "correction for multiplicity (if none of the effects were real, about 1 in 20 intervals "
+         f"would still exclude zero); the {n_controls} controls and {len(sanity)} sanity checks "
+         "are not in the family."),
+        "",
+        "Sanity checks (not paper claims): " + (", ".join(f"`{c.id}` ({c.verdict})"
+                                                          for c in sanity) or "none") + ".",
+    ]
+
+
 def write_summary(claims_dir: str | Path | None = None) -> Path:
     """``claims.md`` next to ``claims_dir`` (default ``figures/claims``): one table of every claim.
 
@@ -423,10 +466,9 @@ def write_summary(claims_dir: str | Path | None = None) -> Path:
     verdict do.
     """
     if claims_dir is None:
-            claims_dir = repo_root() / "figures" / CLAIMS_SUBDIR
+        claims_dir = repo_root() / "figures" / CLAIMS_SUBDIR
     claims_dir = Path(claims_dir)
     claims = load_claims(claims_dir)
-    counts = {v: sum(c.verdict == v for c in claims if c.kind == "claim") for v in VERDICTS}
     lines = [
         "# Claims ledger (generated by `yolov9lite figures`; do not edit)",
         "",
@@ -435,7 +477,7 @@ def write_summary(claims_dir: str | Path | None = None) -> Path:
          "(recorded in each `claims/NN_name.json` with the machine it ran on). Controls check "
          "a measuring method, not the paper."),
         "",
-        "Paper claims: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + ".",
+        *family_lines(claims),
         "",
         claims_table(claims),
         "",
