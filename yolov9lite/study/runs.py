@@ -7,7 +7,7 @@ anyone can recompute a claim (:func:`paired_claim_from_runs`) or pool runs from 
     append_runs(fig_dir / "runs" / "03_gelan.csv",
                 [RunRecord("csp (2, 1)", seed, 20, "held-out loss", loss, commit, cpu, wall)])
     claim = paired_claim_from_runs(read_runs(path), "held-out loss", "conv (2, 1)", "csp (2, 1)",
-                                   id="03.csp_beats_conv", ...)   # the rest as paired_claim
+                                   id="03.csp_beats_conv", ...)  # the rest as paired_claim
 
 Files are ``figures/runs/NN_name.csv``. The columns are those of :class:`RunRecord` in order, then
 any others a file has (``extra``: e.g. ``seed_offset``, ``epochs``, ``cpu_path`` of
@@ -153,12 +153,13 @@ def paired_differences(records: list[RunRecord], metric: str, worse: str, better
     return seeds, np.asarray([a[s] - b[s] for s in seeds])
 
 
-def paired_claim_from_runs(records: list[RunRecord], metric: str, worse: str, better: str, *,
-                           steps: int | None = None, method: str = "t", **claim) -> Claim:
+def paired_claim_from_runs(records: list[RunRecord], run_metric: str, worse: str, better: str,
+                           *, steps: int | None = None, method: str = "t", **claim) -> Claim:
     """The paired claim "``better`` beats ``worse``" recomputed from run records: per-seed
-    differences ``worse - better`` (:func:`paired_differences`) into
-    :func:`~yolov9lite.study.claims.paired_claim` (``claim``: its other arguments, by name)."""
-    _, diffs = paired_differences(records, metric, worse, better, steps)
+    differences ``worse - better`` of ``run_metric`` (:func:`paired_differences`) into
+    :func:`~yolov9lite.study.claims.paired_claim` (``claim``: its other arguments, by name;
+    ``n_unit`` defaults to seeds, ``method`` to t)."""
+    _, diffs = paired_differences(records, run_metric, worse, better, steps)
     claim.setdefault("n_unit", "seeds")
     return paired_claim(diffs=diffs, method=method, **claim)
 
