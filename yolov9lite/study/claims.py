@@ -6,10 +6,16 @@ in code. The notebook's prose is rendered from the ledger (``display(Markdown(le
 ``ledger.sentence(id)``), so no number in the prose can drift from what ran::
 
     from yolov9lite.study.claims import Ledger, paired_claim
+    from yolov9lite.study.statistics import Margin
+    MARGIN = Margin(0.2, "why 0.2 is the smallest effect of interest")  # in code, before data
     ledger = Ledger("05_ablations", fig_dir=fig_dir)     # fig_dir: the notebook parameter
+    ledger.add(paired_claim("05.control_frozen", "a frozen backbone learns less", "control",
+                            "held-out loss, frozen - trained", frozen_diffs, "positive", "seeds",
+                            SCALE, MARGIN, method="t", kind="control", role="positive",
+                            gates=["05.pgi_lowers_loss"]))          # one value per seed
     ledger.add(paired_claim("05.pgi_lowers_loss", "PGI improves ...", "Sec. 5.4, Table 4",
-                            "held-out loss, none - icn", diffs, expect="positive",
-                            n_unit="seeds", scale=SCALE))
+                            "held-out loss, none - icn", diffs, "positive", "seeds", SCALE,
+                            MARGIN, method="t"))
     display(Markdown(ledger.markdown())); ledger.save()  # -> fig_dir/claims/05_ablations.json
 
 Where files go: the same ``fig_dir`` as the figures of :mod:`yolov9lite.report.viz` (``figures/`` when
