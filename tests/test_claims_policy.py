@@ -289,3 +289,16 @@ def test_the_summary_states_the_family_size_and_the_sanity_checks(tmp_path):
     assert "Sanity checks (not paper claims): `05.trained_beats_untrained` (supports)." in text
     assert "`05.trained_beats_untrained` (sanity)" in text
     assert "Paper claims: 1 supports, 0 contradicts, 1 inconclusive." in text
+
+
+def test_a_ledger_shows_before_its_gated_claims_ran_but_saves_only_when_they_did(tmp_path):
+    ledger = C.Ledger("03_gelan", fig_dir=tmp_path)
+    ledger.add(C.paired_claim("03.control", "p", "w", "m", [-0.1, 0.1, 0.0], "positive", "seeds",
+                              "t", method="t", kind="control", role="positive",
+                              gates=["03.later"]))
+    assert "03.control" in ledger.markdown()  # shown midway: the gated claim has not run yet
+    with pytest.raises(ValueError, match="03.later"):
+        ledger.save()
+    ledger.add(C.paired_claim("03.later", "p", "w", "m", GOOD, "positive", "seeds", "t",
+                              method="t"))
+    assert C.Ledger.load(ledger.save())["03.later"].verdict == C.CONTROL_FAILED

@@ -54,16 +54,8 @@ from pathlib import Path
 import numpy as np
 
 from ..report.viz import machine_info, repo_root
-from .statistics import (
-    BINOMIAL_METHOD,
-    Margin,
-    clopper_pearson,
-    mean_interval,
-    observed_mde,
-    t_interval,
-    tost_p,
-    verdict_equivalence,
-)
+from . import statistics as st
+from .statistics import Margin
 
 CONTROL_FAILED = "control failed"
 VERDICTS = ("supports", "contradicts", "inconclusive", CONTROL_FAILED)
@@ -232,10 +224,10 @@ def paired_claim(id: str, paper: str, where: str, metric: str, diffs, expect: st
     detectable effect at 80 % power."""
     d = np.asarray(diffs, dtype=np.float64).ravel()
     m, other, recorded, reason = _margins(margin, against)
-    (est, lo, hi), how = mean_interval(d, method, n_boot, seed)
+    (est, lo, hi), how = st.mean_interval(d, method, n_boot, seed)
     return Claim(id, paper, where, metric, est, (lo, hi), how, int(d.size), n_unit,
                  rule_sign(expect, m, other), verdict_sign(lo, hi, expect, m, other),
-                 scale, kind, role, tuple(gates), recorded, reason, observed_mde(d))
+                 scale, kind, role, tuple(gates), recorded, reason, st.observed_mde(d))
 
 
 def rule_equivalence(margin: float) -> str:
@@ -254,13 +246,13 @@ def equivalence_claim(id: str, paper: str, where: str, metric: str, diffs, margi
     if not isinstance(margin, Margin):
         raise TypeError("equivalence_claim needs a Margin (its size and the reason for it)")
     d = np.asarray(diffs, dtype=np.float64).ravel()
-    est, lo, hi = t_interval(d)
-    _, lo90, hi90 = t_interval(d, level=0.90)
-    how = f"t interval; TOST p = {fmt(tost_p(d, margin.value))}"
+    est, lo, hi = st.t_interval(d)
+    _, lo90, hi90 = st.t_interval(d, level=0.90)
+    how = f"t interval; TOST p = {fmt(st.tost_p(d, margin.value))}"
     return Claim(id, paper, where, metric, est, (lo, hi), how, int(d.size), n_unit,
                  rule_equivalence(margin.value),
-                 verdict_equivalence(lo90, hi90, lo, hi, margin.value), scale, kind, role,
-                 tuple(gates), margin.value, margin.reason, observed_mde(d))
+                 st.verdict_equivalence(lo90, hi90, lo, hi, margin.value), scale, kind, role,
+                 tuple(gates), margin.value, margin.reason, st.observed_mde(d))
 
 
 def threshold_claim(id: str, paper: str, where: str, metric: str, values, threshold: float,
@@ -269,19 +261,19 @@ def threshold_claim(id: str, paper: str, where: str, metric: str, values, thresh
     """A claim that the mean of ``values`` lies above/below ``threshold`` (:func:`verdict_threshold`);
     interval by :func:`~yolov9lite.study.statistics.mean_interval` (``method``)."""
     v = np.asarray(values, dtype=np.float64).ravel()
-    (est, lo, hi), how = mean_interval(v, method, n_boot, seed)
+    (est, lo, hi), how = st.mean_interval(v, method, n_boot, seed)
     how = how.replace("paired ", "")  # the values are not differences
     return Claim(id, paper, where, metric, est, (lo, hi), how, int(v.size), n_unit,
                  rule_threshold(threshold, expect), verdict_threshold(lo, hi, threshold, expect),
-                 scale, kind, mde=observed_mde(v))
+                 scale, kind, mde=st.observed_mde(v))
 
 
 def proportion_claim(id: str, paper: str, where: str, metric: str, k: int, n: int,
                      threshold: float, expect: str, n_unit: str, scale: str,
                      kind: str = "claim") -> Claim:
     """A claim about a proportion k/n against ``threshold`` (exact Clopper-Pearson interval)."""
-    est, lo, hi = clopper_pearson(k, n)
-    return Claim(id, paper, where, metric, est, (lo, hi), BINOMIAL_METHOD, n, n_unit,
+    est, lo, hi = st.clopper_pearson(k, n)
+    return Claim(id, paper, where, metric, est, (lo, hi), st.BINOMIAL_METHOD, n, n_unit,
                  rule_threshold(threshold, expect), verdict_threshold(lo, hi, threshold, expect),
                  scale, kind)
 
@@ -296,15 +288,17 @@ def control_failed(control: Claim) -> bool:
     return control.role == "null" and control.verdict == "contradicts"
 
 
-def apply_controls(claims: list[Claim]) -> list[Claim]:
+def apply_controls(claims: list[Claim], strict: bool = True) -> list[Claim]:
     """The claims with each one gated by a failed control reading ``control failed`` (the rule's
     verdict kept in ``ungated_verdict``); a claim whose controls pass reads its own verdict.
-    Idempotent. A control gating an id that is not among ``claims``, or another control, is an
-    error."""
+    Idempotent. A control gating another control, or (``strict``) an id not among ``claims``, is
+    an error; not strict, such an id is skipped (a ledger shown before all its claims ran)."""
     by_id = {c.id: c for c in claims}
     failed: dict[str, list[str]] = {}
     for ctl in claims:
         for target in ctl.gates:
+            if target not in by_id and not strict:
+                continue
             if target not in by_id or by_id[target].kind == "control":
                 raise ValueError(f"control {ctl.id} gates {target!r}, which is not a claim of "
                                  "this ledger")
@@ -347,9 +341,10 @@ class Ledger:
         self.claims[claim.id] = claim
         return claim
 
-    def resolved(self) -> list[Claim]:
-        """The claims as the ledger reports them: gated by their controls (:func:`apply_controls`)."""
-        return apply_controls(list(self.claims.values()))
+    def resolved(self, strict: bool = False) -> list[Claim]:
+        """The claims as the ledger reports them: gated by their controls (:func:`apply_controls`;
+        ``strict``: every gated id must be here, as when saving)."""
+        return apply_controls(list(self.claims.values()), strict)
 
     def __getitem__(self, claim_id: str) -> Claim:
         return {c.id: c for c in self.resolved()}[claim_id]
@@ -383,7 +378,7 @@ class Ledger:
         return base / CLAIMS_SUBDIR / f"{self.name}.json"
 
     def to_dict(self) -> dict:
-        return {"notebook": self.name, "claims": [c.to_dict() for c in self],
+        return {"notebook": self.name, "claims": [c.to_dict() for c in self.resolved(True)],
                 "machine": machine_info()}
 
     def save(self, fig_dir: str | Path | None = None) -> Path:
