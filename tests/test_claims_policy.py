@@ -302,3 +302,8 @@ def test_a_ledger_shows_before_its_gated_claims_ran_but_saves_only_when_they_did
     ledger.add(C.paired_claim("03.later", "p", "w", "m", GOOD, "positive", "seeds", "t",
                               method="t"))
     assert C.Ledger.load(ledger.save())["03.later"].verdict == C.CONTROL_FAILED
+
+
+def test_one_value_has_no_mde():
+    c = C.paired_claim("05.one", "p", "w", "m", [0.3], "positive", "seeds", "t")
+    assert c.mde is None and "mde" not in c.to_dict()

@@ -116,8 +116,9 @@ class Claim:
         object.__setattr__(self, "gates", tuple(self.gates))
         object.__setattr__(self, "gated_by", tuple(self.gated_by))
         for name in ("margin", "mde"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, float(getattr(self, name)))
+            value = getattr(self, name)  # an mde needs a spread: none (None) from one value
+            object.__setattr__(self, name, float(value) if value is not None
+                               and math.isfinite(value) else None)
 
     def to_dict(self) -> dict:
         d = asdict(self)
