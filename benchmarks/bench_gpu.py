@@ -13,16 +13,16 @@ Training step (forward, dual loss, backward, SGD step; random images, 8 boxes pe
 * ``ours fast``      - channels-last, cuDNN autotuning, bf16 autocast without a scaler (fp16 +
   scaler where the GPU lacks bf16), fused SGD;
 * ``ours compile``   - ``ours fast`` + ``torch.compile`` of the model (compile time in its column);
-* ``ours graph``     - ``ours fast`` through :class:`yolov9lite.graphstep.GraphStep`: targets padded
+* ``ours graph``     - ``ours fast`` through :class:`yolov9lite.training.graphstep.GraphStep`: targets padded
   to a fixed box budget, the non-finite guard on the device, forward + loss + backward replayed
   as one CUDA graph; it includes the guard, clipping at 10 and the EMA that the bare rows leave
   out (compare it with ``--full-step`` rows for the like-for-like cost of the graph).
 
 Inference of the deployed (fused) gelan-s / gelan-c in fp16 at batch 1 and 32: eager and
-CUDA-graph replay (:class:`yolov9lite.accel.CudaGraphRunner`), ours and official. Section
+CUDA-graph replay (:class:`yolov9lite.utils.accel.CudaGraphRunner`), ours and official. Section
 ``infer-compile`` (ours, CUDA only): ``torch.compile`` with max-autotune under our CUDA graph
-(:func:`yolov9lite.accel.compile_for_inference`), and the CUDA graph of the model followed by the
-sync-free GPU postprocessing (:class:`yolov9lite.postprocess.EndToEnd`: decode + batched NMS).
+(:func:`yolov9lite.utils.accel.compile_for_inference`), and the CUDA graph of the model followed by the
+sync-free GPU postprocessing (:class:`yolov9lite.evaluation.postprocess.EndToEnd`: decode + batched NMS).
 
 Measurement method (the same for both codes, so the ratios are like for like): the same
 batch sizes, ``torch.rand`` images on the device, the same random boxes (``targets_for``), the same
@@ -61,10 +61,11 @@ from pathlib import Path
 
 import torch
 
-from yolov9lite import build_model, deploy, latency, profile
-from yolov9lite.accel import CudaGraphRunner, pick_amp
-from yolov9lite.loss import DetectionLoss
-from yolov9lite.optim import build_optimizer
+from yolov9lite import build_model, deploy, profile
+from yolov9lite.evaluation import latency
+from yolov9lite.training.loss import DetectionLoss
+from yolov9lite.training.optim import build_optimizer
+from yolov9lite.utils.accel import CudaGraphRunner, pick_amp
 
 TRAIN_FULL = [("yolov9-s", 64), ("yolov9-c", 32)]
 INFER_FULL = [("gelan-s", (1, 32)), ("gelan-c", (1, 32))]
@@ -177,12 +178,12 @@ def ours_train_row(name: str, batch: int, img: int, device, variant: str, warm: 
     """Our model and loss. ``plain``: the official configuration (fp16 + scaler on GPU, NCHW,
     multi-tensor SGD, no autotuning). ``fast``: channels-last, autotuning, bf16 (no scaler),
     fused SGD. ``compile``: fast + torch.compile. ``full_step``: the step of
-    :func:`yolov9lite.engine.train_step` (non-finite guard, clipping at 10, EMA) instead of the
+    :func:`yolov9lite.training.engine.train_step` (non-finite guard, clipping at 10, EMA) instead of the
     bare step, which has none of them."""
-    from yolov9lite.accel import prepare_model
-    from yolov9lite.engine import State, train_step
-    from yolov9lite.optim import ModelEMA
-    from yolov9lite.runtime import DistInfo
+    from yolov9lite.training.engine import State, train_step
+    from yolov9lite.training.optim import ModelEMA
+    from yolov9lite.utils.accel import prepare_model
+    from yolov9lite.utils.runtime import DistInfo
 
     fast = variant != "plain"
     graph = variant == "graph"
@@ -203,7 +204,7 @@ def ours_train_row(name: str, batch: int, img: int, device, variant: str, warm: 
               ema=ModelEMA(model) if full_step or graph else None)
     sums = torch.zeros(3, device=device)
     if graph:
-        from yolov9lite.engine import make_graph_step
+        from yolov9lite.training.engine import make_graph_step
 
         # budget = the benchmark's 8 boxes per image, so the loss does the work of the other rows
         graph_step = make_graph_step(s, loss_fn, amp_dtype, device, box_budget=8)
@@ -246,7 +247,7 @@ def ours_train_row(name: str, batch: int, img: int, device, variant: str, warm: 
 # --------------------------------------------------------------------------- inference rows
 def time_calls(fn, device, warm: int, n: int) -> float:
     """Median seconds per inference call, synchronised around every call (the same for both codes;
-    the timing loop itself is :func:`yolov9lite.latency.time_calls`)."""
+    the timing loop itself is :func:`yolov9lite.evaluation.latency.time_calls`)."""
     with torch.inference_mode():
         return statistics.median(latency.time_calls(fn, device, warm, n))
 
@@ -306,7 +307,7 @@ def deployed_cl(name: str, device):
 
 def compiled_rows(name: str, batches, img: int, device, warm: int, n_for, mode: str) -> list[dict]:
     """Ours, channels-last fp16, CUDA only: torch.compile (``mode``) under our CUDA graph."""
-    from yolov9lite.accel import compile_for_inference
+    from yolov9lite.utils.accel import compile_for_inference
 
     torch.backends.cudnn.benchmark = True
     model, dtype = deployed_cl(name, device)
@@ -328,7 +329,7 @@ def compiled_rows(name: str, batches, img: int, device, warm: int, n_for, mode: 
 def nms_rows(name: str, batches, img: int, device, warm: int, n_for) -> list[dict]:
     """Ours, channels-last fp16, CUDA only: the CUDA graph of the model followed by the
     sync-free GPU postprocessing (decode + batched NMS), image in, detections out."""
-    from yolov9lite.postprocess import EndToEnd
+    from yolov9lite.evaluation.postprocess import EndToEnd
 
     model, dtype = deployed_cl(name, device)
     rows = []

@@ -8,7 +8,7 @@ This script measures the spread instead: it repeats the notebook's training run 
 are read from the notebook's ``parameters`` cell, the same ``yolov9lite.train`` call; the
 interrupt-and-resume demo is left out because a resumed run equals the uninterrupted one) for
 several ``seed_offset`` values, on this CPU and on the emulated CPU without vector units
-(:func:`yolov9lite.viz.no_simd_env`), and writes one row per run to
+(:func:`yolov9lite.report.viz.no_simd_env`), and writes one row per run to
 ``figures/runs/06_train_coco.csv``. The notebook derives its bar from these rows by a rule fixed
 in its code (mean minus four standard deviations).
 
@@ -50,8 +50,8 @@ def one_run(seed_offset: int) -> dict:
 
     from yolov9lite import train
     from yolov9lite.data import make_synthetic
-    from yolov9lite.retention import seed_everything
-    from yolov9lite.viz import cpu_model, simd_paths
+    from yolov9lite.report.viz import cpu_model, simd_paths
+    from yolov9lite.utils.runtime import seed_everything
 
     p = notebook_defaults()
     run_seed = p["seed"] + seed_offset
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.one is not None:
         print(json.dumps(one_run(args.one)), flush=True)
         return 0
-    from yolov9lite.viz import no_simd_env
+    from yolov9lite.report.viz import no_simd_env
 
     env = dict(os.environ, OMP_NUM_THREADS="1", **(no_simd_env() if args.emulated else {}))
     for seed in args.seeds:  # one process per run: the emulation is read at import

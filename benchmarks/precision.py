@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gpu import targets_for
 
 from yolov9lite import build_model
-from yolov9lite.accel import autocast
-from yolov9lite.loss import DetectionLoss
+from yolov9lite.training.loss import DetectionLoss
+from yolov9lite.utils.accel import autocast
 
 
 def loss_and_grads(model0, x, targets, amp_dtype):

@@ -1,6 +1,6 @@
 """Images/s of one training step of yolov9lite: forward, loss, backward, optimizer (+ EMA).
 
-The step is the one of :func:`yolov9lite.engine.train_one_epoch` (same input conversion,
+The step is the one of :func:`yolov9lite.training.engine.train_one_epoch` (same input conversion,
 autocast, gradient scaler, clipping at 10, SGD with the three parameter groups, EMA update),
 fed with random images and random boxes so that the data loader is *not* measured (time it with
 ``benchmarks/loader.py``).
@@ -28,10 +28,10 @@ import time
 import torch
 
 from yolov9lite import build_model, profile
-from yolov9lite.engine import State, optimizer_step, to_model_input
-from yolov9lite.loss import DetectionLoss
-from yolov9lite.optim import ModelEMA, build_optimizer, scaled_weight_decay
-from yolov9lite.runtime import resolve_amp, select_device
+from yolov9lite.training.engine import State, optimizer_step, to_model_input
+from yolov9lite.training.loss import DetectionLoss
+from yolov9lite.training.optim import ModelEMA, build_optimizer, scaled_weight_decay
+from yolov9lite.utils.runtime import resolve_amp, select_device
 
 
 def random_batch(batch: int, img: int, nc: int, boxes_per_image: int = 8, seed: int = 0):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import nbformat
 
-from yolov9lite import book
-from yolov9lite.claims import Claim, claims_table
+from yolov9lite.cli import book
+from yolov9lite.study.claims import Claim, claims_table
 
 
 def _claim(**fields) -> dict:

@@ -12,7 +12,7 @@ classes live in ``models.common`` / ``models.yolo``, in half precision, with pla
 3. ``torch.save`` the training-script dict, then remove the fake modules again, so that the
    loader under test can *not* import them.
 
-Layer indices come from :func:`yolov9lite.official.official_layer_table`; the tests check that
+Layer indices come from :func:`yolov9lite.weights.official.official_layer_table`; the tests check that
 table independently (official tensor counts, per-layer parameter counts, sample keys).
 These stand-ins do not share modules as the real official objects do (every official ``Conv``
 refers to one ``nn.SiLU``); files written by the real official classes are tested in
@@ -29,8 +29,8 @@ import types
 import torch
 from torch import nn
 
-from yolov9lite.official import official_layer_table
-from yolov9lite.safe_pickle import OFFICIAL_CLASSES
+from yolov9lite.utils.safe_pickle import OFFICIAL_CLASSES
+from yolov9lite.weights.official import official_layer_table
 
 FAKE_PACKAGES = ("models", "models.common", "models.yolo")
 

@@ -1,12 +1,13 @@
-"""yolov9lite.ablation: grid bookkeeping with a stand-in train(), statistics, paper tables, and
+"""yolov9lite.study.ablation: grid bookkeeping with a stand-in train(), statistics, paper tables, and
 one real (very short) training run through the temporary variant presets."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from yolov9lite import ablation as A
-from yolov9lite import models
+from yolov9lite.nn import models
+from yolov9lite.study import ablation as A
+from yolov9lite.study import paired
 
 
 def fake_train(calls):
@@ -15,13 +16,13 @@ def fake_train(calls):
         net = models.build_model(model, num_classes=6, **(kw.get("model_kwargs") or {}))  # must build
         calls.append(dict(model=model, seed=seed, name=name, lhg=lead_head_guided, **kw))
         ap = {"none": 0.10, "ds": 0.101, "fpn": 0.20, "icn": 0.30}[net.cfg.pgi] + 0.002 * seed
-        return [{"epoch": kw["epochs"], **{f"metrics/{m}": ap for m in A.METRICS}}]
+        return [{"epoch": kw["epochs"], **{f"metrics/{m}": ap for m in paired.METRICS}}]
     return train
 
 
 def test_run_grid_passes_knobs_as_model_kwargs(tmp_path):
     calls = []
-    variants = {k: A.VARIANTS[k] for k in ("none", "PFH", "FPN", "LHG-ICN")}
+    variants = {k: paired.VARIANTS[k] for k in ("none", "PFH", "FPN", "LHG-ICN")}
     before = set(models.PRESETS)
     rows = A.run_grid(variants, [0, 1], {"model": "gelan-nano", "epochs": 2, "project": tmp_path},
                       train_fn=fake_train(calls), log=None)
@@ -46,17 +47,17 @@ def test_finished_runs_are_reused(tmp_path):
     run = tmp_path / "FPN_s0"
     run.mkdir()
     (run / "results.csv").write_text(
-        "epoch," + ",".join(f"metrics/{m}" for m in A.METRICS) + "\n"
+        "epoch," + ",".join(f"metrics/{m}" for m in paired.METRICS) + "\n"
         "1,,,,,,\n2," + ",".join(["0.5"] * 6) + "\n")
     calls = []
-    rows = A.run_grid({"FPN": A.VARIANTS["FPN"]}, [0, 1], {"epochs": 2, "project": tmp_path},
+    rows = A.run_grid({"FPN": paired.VARIANTS["FPN"]}, [0, 1], {"epochs": 2, "project": tmp_path},
                       train_fn=fake_train(calls), log=None)
     assert rows[0]["AP"] == 50.0 and [c["seed"] for c in calls] == [1]
 
 
 def test_unknown_variant_option_is_named():
     with pytest.raises(ValueError, match="pgii"):
-        A.split_variant({"pgii": "ds"})
+        paired.split_variant({"pgii": "ds"})
 
 
 def test_paper_tables_match_the_spec():
@@ -69,7 +70,7 @@ def test_paper_tables_match_the_spec():
 
 
 def test_tables_keep_paper_and_ours_apart():
-    rows = [{"variant": v, "seed": s, **{m: ap + s for m in A.METRICS}}
+    rows = [{"variant": v, "seed": s, **{m: ap + s for m in paired.METRICS}}
             for v, ap in (("none", 10.0), ("PFH", 11.0), ("ICN", 12.0)) for s in (0, 1)]
     summary = A.summarise(rows)
     t4 = A.format_ablation_table(summary, "table4", "gelan-nano", "default scale",
@@ -96,9 +97,9 @@ def test_delta_is_computed_before_rounding():
 
 
 def test_width_knobs_make_a_thinner_main_branch():
-    thin = models.build_model("gelan-nano", num_classes=6, **A.width_knobs("gelan-nano", 0.5))
+    thin = models.build_model("gelan-nano", num_classes=6, **paired.width_knobs("gelan-nano", 0.5))
     full = models.build_model("gelan-nano", num_classes=6)
-    assert A.width_knobs("gelan-nano", 1.0) == {}
+    assert paired.width_knobs("gelan-nano", 1.0) == {}
     assert sum(p.numel() for p in thin.parameters()) < 0.5 * sum(p.numel() for p in full.parameters())
 
 
@@ -110,19 +111,19 @@ def test_paired_runs_start_every_variant_from_the_same_main_branch():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rows = A.paired_runs("gelan-nano", {k: A.VARIANTS[k] for k in ("none", "PFH")}, [3],
+        rows = paired.paired_runs("gelan-nano", {k: paired.VARIANTS[k] for k in ("none", "PFH")}, [3],
                              batches, batches[:1], num_classes=3, steps=2, evals=2,
-                             knobs=A.width_knobs("gelan-nano", 0.5), setting="thin")
+                             knobs=paired.width_knobs("gelan-nano", 0.5), setting="thin")
     finally:
         torch.set_num_threads(threads)
     assert [(r["variant"], r["seed"], r["setting"]) for r in rows] == [
         ("none", 3, "thin"), ("PFH", 3, "thin")]
     assert rows[0]["loss0"] == pytest.approx(rows[1]["loss0"], rel=1e-6)  # same main branch
     assert all(r["loss"] == pytest.approx(r["box"] + r["cls"] + r["dfl"]) for r in rows)
-    d = A.paired_differences(rows, "PFH", part="loss")
+    d = paired.paired_differences(rows, "PFH", part="loss")
     assert d.shape == (1,) and d[0] == pytest.approx(rows[0]["loss"] - rows[1]["loss"])
-    assert A.batch_order(3, 7, seed=1) == A.batch_order(3, 7, seed=1)
-    assert sorted(A.batch_order(3, 6, seed=1)[:3]) == [0, 1, 2]  # every batch once per epoch
+    assert paired.batch_order(3, 7, seed=1) == paired.batch_order(3, 7, seed=1)
+    assert sorted(paired.batch_order(3, 6, seed=1)[:3]) == [0, 1, 2]  # every batch once per epoch
 
 
 @pytest.mark.timeout(120)
@@ -133,7 +134,7 @@ def test_one_real_short_run(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rows = A.run_grid({"PFH": A.VARIANTS["PFH"]}, [0], {
+        rows = A.run_grid({"PFH": paired.VARIANTS["PFH"]}, [0], {
             "model": "gelan-nano", "data": str(data), "epochs": 1, "batch_size": 8, "nominal_batch": 8,
             "imgsz": 64, "device": "cpu", "workers": 0, "max_batches": 1, "project": tmp_path / "runs",
             "tensorboard": False, "plots": False, "verbose": False}, log=None)

@@ -1,4 +1,4 @@
-"""Speed switches (yolov9lite/accel.py, the fused optimizer, the sync-free training step): the fast
+"""Speed switches (yolov9lite/utils/accel.py, the fused optimizer, the sync-free training step): the fast
 path must compute what the plain path computes. All on CPU, tiny models, no timing asserted.
 
 Tolerances: channels-last only reorders memory, so loss and gradients agree to float32 rounding:
@@ -18,12 +18,12 @@ import pytest
 import torch
 from helpers import count_host_syncs
 
-import yolov9lite.engine as E
+import yolov9lite.training.engine as E
 from yolov9lite import build_model, deploy
-from yolov9lite.accel import CompileTimer, CudaGraphRunner, pick_amp, prepare_model
-from yolov9lite.loss import DetectionLoss
-from yolov9lite.optim import ModelEMA, build_optimizer
-from yolov9lite.runtime import DistInfo, resolve_amp
+from yolov9lite.training.loss import DetectionLoss
+from yolov9lite.training.optim import ModelEMA, build_optimizer
+from yolov9lite.utils.accel import CompileTimer, CudaGraphRunner, pick_amp, prepare_model
+from yolov9lite.utils.runtime import DistInfo, resolve_amp
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -202,8 +202,8 @@ def test_compile_for_inference_equals_eager_on_cpu():
     ``benchmarks/gpu_round.sh``), and the ``eager`` backend traces the model with dynamo without
     generating code, so this checks the plumbing in seconds; inductor's kernels are checked
     on the GPU round."""
-    from yolov9lite.accel import compile_for_inference
-    from yolov9lite.blocks import Conv
+    from yolov9lite.nn.blocks import Conv
+    from yolov9lite.utils.accel import compile_for_inference
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(Conv(3, 8, 3, 2), Conv(8, 8, 3, 1)).eval()

@@ -1,8 +1,8 @@
-"""Task-aligned assigner on crafted scenes (yolov9lite.assign)."""
+"""Task-aligned assigner on crafted scenes (yolov9lite.training.assign)."""
 import torch
 
-from yolov9lite.assign import assign, candidates_inside, one_box_per_anchor, topk_mask
-from yolov9lite.head import make_anchors
+from yolov9lite.nn.head import make_anchors
+from yolov9lite.training.assign import assign, candidates_inside, one_box_per_anchor, topk_mask
 
 STRIDES = (8, 16, 32)
 
@@ -114,7 +114,7 @@ def test_soft_targets_normalised_per_box():
         pos = out.fg[0] & (out.gt_index[0] == g)
         assert 0 < pos.sum() <= 10
         t = out.scores[0, pos, cls]
-        from yolov9lite.boxes import box_ciou
+        from yolov9lite.utils.boxes import box_ciou
         iou = box_ciou(gt[0, g], pd[0, pos]).clamp(0)
         # the largest soft target of a box equals its largest CIoU over its positives
         assert torch.isclose(t.max(), iou.max(), atol=1e-5)

@@ -21,7 +21,7 @@ from book_sample import CLAIMS, build_sample
 
 ALL_CLAIMS = [*CLAIMS, {**CLAIMS[1], "id": "05.gamma_only_in_the_ledger"}]  # the sample's ledgers
 
-from yolov9lite import book
+from yolov9lite.cli import book
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "runs" / "book-screenshots"

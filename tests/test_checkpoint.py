@@ -24,19 +24,16 @@ from fixtures_official import official_modules, write_official_checkpoint
 from helpers import randomize_batchnorm
 
 from yolov9lite import build_model
-from yolov9lite.checkpoint import (
-    CheckpointError,
-    UnsafeCheckpointError,
-    convert_main,
-    deploy_main,
+from yolov9lite.cli.checkpoints import convert_main, deploy_main
+from yolov9lite.nn.models import OFFICIAL_MODELS
+from yolov9lite.utils.safe_pickle import CheckpointError, UnsafeCheckpointError
+from yolov9lite.weights.checkpoint import (
     load_checkpoint,
     load_model,
-    load_official,
     model_from_checkpoint,
     save_checkpoint,
 )
-from yolov9lite.models import OFFICIAL_MODELS
-from yolov9lite.official import official_key_map, recognise_official
+from yolov9lite.weights.official import load_official, official_key_map, recognise_official
 
 # Number of state-dict tensors of each official model (official builder, nc=80).
 OFFICIAL_TENSORS = {
@@ -338,7 +335,7 @@ def _bomb_files(tmp_path) -> dict:
 
     import numpy as np
 
-    from yolov9lite.checkpoint import _plain
+    from yolov9lite.weights.checkpoint import _plain
 
     conv = [_Evil(torch.nn.Conv2d, 4096, 4096, 3) for _ in range(3)]  # 3 x 604 MB if called
     nano = _plain(dataclasses.asdict(build_model("gelan-nano", 2).cfg))
@@ -374,7 +371,10 @@ def _bomb_files(tmp_path) -> dict:
 _BOMB_SCRIPT = r"""
 import contextlib, io, json, resource, sys, time
 import torch
-from yolov9lite import build_model, checkpoint, coco_eval, official, trainer
+from yolov9lite import build_model
+from yolov9lite.weights import checkpoint, official
+from yolov9lite.evaluation import coco_eval
+from yolov9lite.training import trainer
 
 paths, out_dir, warm = json.loads(sys.argv[1])
 checkpoint.load_model(warm)  # first use of torch.load and model building: not the bomb's cost
@@ -395,8 +395,8 @@ loaders = {
         lambda p: checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(p)),
     "val load_weights": coco_eval.load_weights,
     "train resume": trainer.load_training_checkpoint,
-    "convert": lambda p: cli(checkpoint.convert_main, [p, out_dir + "/converted.pt"]),
-    "deploy": lambda p: cli(checkpoint.deploy_main, ["--weights", p, "--out", out_dir + "/d.pt"]),
+    "convert": lambda p: cli(convert_main, [p, out_dir + "/converted.pt"]),
+    "deploy": lambda p: cli(deploy_main, ["--weights", p, "--out", out_dir + "/d.pt"]),
 }
 results = []
 for path in paths:
@@ -464,7 +464,7 @@ def test_refusal_messages_say_what_was_refused(tmp_path):
 def test_training_file_numpy_values_are_placeholders(tmp_path):
     """numpy values of an official training file are not rebuilt (no array of a size the file
     chooses), and the rest of the file still loads."""
-    from yolov9lite.safe_pickle import NumpyPlaceholder, restricted_load
+    from yolov9lite.utils.safe_pickle import NumpyPlaceholder, restricted_load
 
     path = write_official_checkpoint(tmp_path / "last.pt", reference_model("gelan-nano"),
                                      training=True)

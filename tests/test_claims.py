@@ -6,36 +6,37 @@ import json
 import numpy as np
 import pytest
 
-from yolov9lite import claims as C
+from yolov9lite.study import claims as C
+from yolov9lite.study import statistics as S
 
 
 def test_t_quantiles_match_tables():
     # two-sided 95 % critical values of Student's t (any statistics table)
     for df, expected in [(1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423)]:
-        assert C.t_ppf(0.975, df) == pytest.approx(expected, abs=1e-4)
+        assert S.t_ppf(0.975, df) == pytest.approx(expected, abs=1e-4)
 
 
 def test_t_interval_known_case():
-    est, lo, hi = C.t_interval([1, 2, 3, 4, 5])  # mean 3, sd sqrt(2.5), n 5
+    est, lo, hi = S.t_interval([1, 2, 3, 4, 5])  # mean 3, sd sqrt(2.5), n 5
     half = 2.7764451 * np.sqrt(2.5) / np.sqrt(5)
     assert est == 3 and lo == pytest.approx(3 - half, abs=1e-6) and hi == pytest.approx(3 + half)
 
 
 def test_clopper_pearson_known_cases():
-    assert C.clopper_pearson(0, 10)[1:] == (0.0, pytest.approx(0.308497, abs=1e-6))
-    assert C.clopper_pearson(10, 10)[1:] == (pytest.approx(0.691503, abs=1e-6), 1.0)
-    _, lo, hi = C.clopper_pearson(5, 10)
+    assert S.clopper_pearson(0, 10)[1:] == (0.0, pytest.approx(0.308497, abs=1e-6))
+    assert S.clopper_pearson(10, 10)[1:] == (pytest.approx(0.691503, abs=1e-6), 1.0)
+    _, lo, hi = S.clopper_pearson(5, 10)
     assert (lo, hi) == (pytest.approx(0.187086, abs=1e-6), pytest.approx(0.812914, abs=1e-6))
 
 
 def test_bootstrap_is_deterministic_and_covers_the_mean():
     d = np.random.default_rng(0).normal(1.0, 1.0, 50)
-    a, b = C.paired_bootstrap(d, seed=3), C.paired_bootstrap(d, seed=3)
+    a, b = S.paired_bootstrap(d, seed=3), S.paired_bootstrap(d, seed=3)
     assert a == b and a[1] < d.mean() < a[2]
     # a large sample: the percentile interval is close to the normal-theory one
     half = 1.96 * d.std(ddof=1) / np.sqrt(d.size)
     assert a[2] - a[1] == pytest.approx(2 * half, rel=0.15)
-    assert C.paired_bootstrap([2.0]) == (2.0, 2.0, 2.0)
+    assert S.paired_bootstrap([2.0]) == (2.0, 2.0, 2.0)
 
 
 def test_verdict_rules():
@@ -77,7 +78,7 @@ def test_constructors_compute_the_verdict():
     pt = C.paired_claim("03.x", "p", "w", "m", [0.2, 0.3, 0.25, 0.31], "positive", "seeds",
                         "default", method="t", margin=0.1, against=0.1)
     assert pt.ci_method == "t interval" and pt.verdict == "supports"
-    assert (pt.estimate, *pt.ci) == pytest.approx(C.t_interval([0.2, 0.3, 0.25, 0.31]), abs=1e-6)
+    assert (pt.estimate, *pt.ci) == pytest.approx(S.t_interval([0.2, 0.3, 0.25, 0.31]), abs=1e-6)
     with pytest.raises(ValueError, match="method"):
         C.paired_claim("03.y", "p", "w", "m", [0.2, 0.3], "positive", "seeds", "default",
                        method="jackknife")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from yolov9lite.viz import no_simd_env
+from yolov9lite.report.viz import no_simd_env
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -122,7 +122,7 @@ def test_verdicts_survive_another_seed_base_and_cpu(stem, extra, kind, reruns):
 def test_no_simd_env_lowers_every_vector_path():
     """The emulation's variables are read by the libraries (in a fresh process: they are read
     once, at import)."""
-    code = ("import json, torch; from yolov9lite.viz import simd_paths; "
+    code = ("import json, torch; from yolov9lite.report.viz import simd_paths; "
             "print(json.dumps(simd_paths()))")
     env = dict(os.environ, **no_simd_env())
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from yolov9lite import build_model
-from yolov9lite.checkpoint import convert_main, deploy_main, load_checkpoint, save_checkpoint
+from yolov9lite.cli.checkpoints import convert_main, deploy_main
+from yolov9lite.weights.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")

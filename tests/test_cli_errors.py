@@ -1,17 +1,13 @@
-"""The shared CLI layer (``yolov9lite/cliargs.py``): one line and exit code 2 for bad input, never
+"""The shared CLI layer (``yolov9lite/cli/args.py``): one line and exit code 2 for bad input, never
 a traceback; new run folders; outputs never over inputs."""
 from __future__ import annotations
 
 import pytest
 from helpers import run_cli_cases
 
-from yolov9lite.cliargs import (
-    CliError,
-    increment_path,
-    refuse_inside,
-    refuse_overwrite,
-    run_cli,
-)
+from yolov9lite.cli.args import run_cli
+from yolov9lite.utils.errors import InputError
+from yolov9lite.utils.paths import increment_path, refuse_inside, refuse_overwrite
 
 
 def test_run_cli_turns_known_errors_into_one_line(capsys, monkeypatch):
@@ -47,25 +43,25 @@ def test_increment_path(tmp_path):
     assert increment_path(tmp_path, "run1") == tmp_path / "run12"
     assert all(p.is_dir() for p in (tmp_path / "exp2", tmp_path / "run12"))
     for bad in ("a/b", "..", ""):
-        with pytest.raises(CliError, match="plain folder name"):
+        with pytest.raises(InputError, match="plain folder name"):
             increment_path(tmp_path, bad)
 
 
 def test_outputs_never_replace_inputs(tmp_path):
     src = tmp_path / "in.pt"
     src.write_bytes(b"x")
-    with pytest.raises(CliError, match="is the input file"):
+    with pytest.raises(InputError, match="is the input file"):
         refuse_overwrite(tmp_path / "." / "in.pt", [src])
     link = tmp_path / "link.pt"
     link.symlink_to(src)
-    with pytest.raises(CliError, match="is the input file"):
+    with pytest.raises(InputError, match="is the input file"):
         refuse_overwrite(link, [src])
-    with pytest.raises(CliError, match="existing folder"):
+    with pytest.raises(InputError, match="existing folder"):
         refuse_overwrite(tmp_path, [src])
     assert refuse_overwrite(tmp_path / "out.pt", [src]) == tmp_path / "out.pt"
     (tmp_path / "imgs" / "sub").mkdir(parents=True)
     for inside in (tmp_path / "imgs", tmp_path / "imgs" / "sub" / "exp"):
-        with pytest.raises(CliError, match="sources are never written to"):
+        with pytest.raises(InputError, match="sources are never written to"):
             refuse_inside(inside, [tmp_path / "imgs"])
     refuse_inside(tmp_path / "runs", [tmp_path / "imgs"])
 

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from yolov9lite import build_model
-from yolov9lite.checkpoint import save_checkpoint
-from yolov9lite.plots import confusion_matrix, curves, match_detections, save_run_plots
-from yolov9lite.val import val_main
+from yolov9lite.cli.val import main as val_main
+from yolov9lite.report.plots import confusion_matrix, curves, match_detections, save_run_plots
+from yolov9lite.weights.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from yolov9lite.data import EpochSampler, build_dataloader, make_synthetic
-from yolov9lite.trainsetup import set_loader_epoch
+from yolov9lite.training.trainsetup import set_loader_epoch
 
 
 @pytest.fixture(scope="module")

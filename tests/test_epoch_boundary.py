@@ -6,9 +6,9 @@ import inspect
 import torch
 
 from yolov9lite import build_model
-from yolov9lite.engine import State, discard_pending_grads, train_one_epoch
-from yolov9lite.graphstep import attach_flat_grads
-from yolov9lite.optim import build_optimizer
+from yolov9lite.training.engine import State, discard_pending_grads, train_one_epoch
+from yolov9lite.training.graphstep import attach_flat_grads
+from yolov9lite.training.optim import build_optimizer
 
 
 def test_pending_gradients_are_dropped_in_place():

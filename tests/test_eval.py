@@ -1,4 +1,4 @@
-"""Tests of the COCO evaluation (yolov9lite/coco_eval.py; protocol of the official val.py).
+"""Tests of the COCO evaluation (yolov9lite/evaluation/coco_eval.py; protocol of the official val.py).
 
 AP numbers are checked against pycocotools called directly on the same JSON, never against
 hard-coded values, except the perfect-prediction case where AP = 1.0 by definition.
@@ -16,7 +16,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from yolov9lite.coco_eval import (
+from yolov9lite.evaluation.coco_eval import (
     COCO80_TO_91,
     COCO91_TO_80,
     METRIC_KEYS,

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from yolov9lite import build_model, deploy
-from yolov9lite.checkpoint import save_checkpoint
-from yolov9lite.export import check_export, export, load_exported, main
+from yolov9lite.cli.export import main
+from yolov9lite.inference.export import check_export, export, load_exported
+from yolov9lite.weights.checkpoint import save_checkpoint
 
 IMG = 64
 TOL = 1e-4
@@ -26,7 +27,7 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def deployed(weights):
-    from yolov9lite.checkpoint import load_model
+    from yolov9lite.weights.checkpoint import load_model
 
     return load_model(weights, deploy=True)
 

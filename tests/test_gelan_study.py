@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from yolov9lite import build_model
-from yolov9lite import gelan_study as gs
+from yolov9lite.study import gelan_study as gs
 
 
 def test_variants_carry_the_paper_knobs():
@@ -45,7 +45,7 @@ def test_differences_are_worse_minus_better_per_seed():
 
 def test_paired_runs_are_deterministic_and_start_equal(tmp_path):
     from yolov9lite.data import load_data_config, make_synthetic
-    from yolov9lite.paired import cached_batches
+    from yolov9lite.study.paired import cached_batches
 
     torch.set_num_threads(1)
     cfg = load_data_config(str(make_synthetic(tmp_path / "d", num_train=8, num_val=4, imgsz=64,
@@ -77,7 +77,7 @@ def test_jitter_moves_weights_by_rounding_size_and_leaves_the_global_rng():
 
 def test_noise_control_is_the_reference_with_jittered_weights(tmp_path):
     from yolov9lite.data import load_data_config, make_synthetic
-    from yolov9lite.paired import cached_batches
+    from yolov9lite.study.paired import cached_batches
 
     torch.set_num_threads(1)
     cfg = load_data_config(str(make_synthetic(tmp_path / "d", num_train=8, num_val=4, imgsz=64,

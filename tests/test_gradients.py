@@ -1,12 +1,12 @@
-"""yolov9lite.gradients: the gradient-information measurements of notebook 04 (paper Sec. 4.1)."""
+"""yolov9lite.study.gradients: the gradient-information measurements of notebook 04 (paper Sec. 4.1)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from yolov9lite import build_model
-from yolov9lite import gradients as G
-from yolov9lite.loss import DetectionLoss
+from yolov9lite.study import gradients as G
+from yolov9lite.training.loss import DetectionLoss
 
 NC = 3
 

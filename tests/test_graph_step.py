@@ -1,5 +1,5 @@
-"""The static-shape, sync-free training step (yolov9lite/graphstep.py) against the eager step of
-yolov9lite/engine.py, on CPU (where the capturable step runs eagerly: what a CUDA graph would
+"""The static-shape, sync-free training step (yolov9lite/training/graphstep.py) against the eager step of
+yolov9lite/training/engine.py, on CPU (where the capturable step runs eagerly: what a CUDA graph would
 replay is exactly this computation).
 
 Everything runs in float64, so the comparisons can be tight on any x86 CPU: the two paths differ
@@ -15,11 +15,11 @@ import pytest
 import torch
 from helpers import count_host_syncs
 
-import yolov9lite.engine as E
+import yolov9lite.training.engine as E
 from yolov9lite import build_model
-from yolov9lite.loss import DetectionLoss
-from yolov9lite.optim import ModelEMA, build_optimizer
-from yolov9lite.runtime import DistInfo
+from yolov9lite.training.loss import DetectionLoss
+from yolov9lite.training.optim import ModelEMA, build_optimizer
+from yolov9lite.utils.runtime import DistInfo
 
 RTOL = 1e-9
 

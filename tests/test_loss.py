@@ -5,9 +5,9 @@ import pytest
 import torch
 from helpers import count_host_syncs
 
-from yolov9lite.boxes import bbox2dist, box_ciou, box_iou, xywh2xyxy
-from yolov9lite.head import DDetect, DualDDetect
-from yolov9lite.loss import DetectionLoss, dfl_loss, pad_targets
+from yolov9lite.nn.head import DDetect, DualDDetect
+from yolov9lite.training.loss import DetectionLoss, dfl_loss, pad_targets
+from yolov9lite.utils.boxes import bbox2dist, box_ciou, box_iou, xywh2xyxy
 
 NC = 3
 CH = (8, 16, 16)
@@ -183,8 +183,8 @@ def test_gradients_match_finite_differences():
     other = torch.tensor([1.0, 0.5, 5.0, 2.5], dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda b: box_ciou(b, other), (box,))
 
-    from yolov9lite.head import make_anchors
-    from yolov9lite.loss import decode_boxes, head_loss, split_maps
+    from yolov9lite.nn.head import make_anchors
+    from yolov9lite.training.loss import decode_boxes, head_loss, split_maps
     head = DDetect(NC, CH).double().train()
     maps = [p.detach().requires_grad_() for p in head([f.double() for f in feats(batch=1)])]
     points, stride = make_anchors(maps, head.strides)

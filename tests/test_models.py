@@ -10,7 +10,7 @@ from helpers import randomize_batchnorm
 
 import yolov9lite
 from yolov9lite import build_model, deploy, profile
-from yolov9lite.models import OFFICIAL_MODELS, PRESETS, main_branch_keys
+from yolov9lite.nn.models import OFFICIAL_MODELS, PRESETS, main_branch_keys
 
 OFFICIAL_PARAMS = {
     "gelan-t": 2_442_640, "gelan-s": 7_226_208, "gelan-m": 20_124_000, "gelan-c": 25_498_752,
@@ -202,7 +202,7 @@ def test_cli_models_table(capsys):
 
 
 # Paper Tables 2 and 3 (params in M, GFLOPs) for the configurable GELAN, deployed models.
-# Our "res"/"dark"/"conv" blocks are defined in yolov9lite/blocks.py; with them every cell matches
+# Our "res"/"dark"/"conv" blocks are defined in yolov9lite/nn/blocks.py; with them every cell matches
 # the paper at its printed precision except GELAN-C (1,1) FLOPs: 77.4 here, 77.5 in the paper.
 PAPER_TABLE_2 = {"conv": (6.2, 23.5), "res": (5.4, 21.0), "dark": (5.7, 21.8), "csp": (5.9, 22.4)}
 PAPER_TABLE_3 = {
@@ -237,7 +237,7 @@ def test_table3_depths(key):
 # --- Table 4's G_neck = ICN rows (no official configuration; wiring documented in pgi.py) ---------
 @pytest.mark.parametrize("pgi", ["none", "fpn"])
 def test_neck_icn_builds_trains_and_deploys_to_gelan(pgi):
-    from yolov9lite.loss import DetectionLoss
+    from yolov9lite.training.loss import DetectionLoss
 
     torch.manual_seed(0)
     model = build_model("gelan-nano", num_classes=3, pgi=pgi, pgi_neck="icn").train()
@@ -286,7 +286,7 @@ def test_yolov7_af_runs_and_deploys_exactly():
 
 
 def test_table6_rows_match_the_paper():
-    from yolov9lite.complexity import table6_rows
+    from yolov9lite.nn.complexity import table6_rows
 
     rows = {r["step"]: r for r in table6_rows()}
     assert list(rows) == ["YOLOv7", "+ AF", "+ GELAN", "+ DHLC", "+ PGI"]

@@ -1,4 +1,4 @@
-"""``yolov9lite.nbparams.check_parameters``: a typo or a wrong type in papermill's injected
+"""``yolov9lite.report.nbparams.check_parameters``: a typo or a wrong type in papermill's injected
 parameters fails the notebook, naming the key (papermill itself only warns)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from yolov9lite.nbparams import ParameterError, check_parameters, problems
+from yolov9lite.report.nbparams import ParameterError, check_parameters, problems
 
 PARAMS = 'epochs: int = 2  # passes\nmosaic: float = 1.0  # probability\nname: str = "a"  # label'
 
@@ -46,7 +46,7 @@ def _tiny_notebook(path: Path) -> None:
     params = nbformat.v4.new_code_cell(PARAMS)
     params.metadata["tags"] = ["parameters"]
     nb.cells += [params,
-                 nbformat.v4.new_code_cell("from yolov9lite.nbparams import check_parameters\n"
+                 nbformat.v4.new_code_cell("from yolov9lite.report.nbparams import check_parameters\n"
                                            "check_parameters()"),
                  nbformat.v4.new_code_cell("assert epochs == 3")]
     nbformat.write(nb, path)

@@ -17,7 +17,7 @@ import papermill as pm
 import pytest
 import yaml
 
-from yolov9lite import figures
+from yolov9lite.cli import figures
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -108,7 +108,7 @@ def test_full_yaml_parameterises_cleanly(tmp_path):
 
 TINY_NOTEBOOK = [
     ("code", 'fig_dir: str = "unused"  # where figures go', ["parameters"]),
-    ("code", ("import matplotlib.pyplot as plt\nfrom yolov9lite.viz import paper_style, save_figure\n"
+    ("code", ("import matplotlib.pyplot as plt\nfrom yolov9lite.report.viz import paper_style, save_figure\n"
               "paper_style()\nfig, ax = plt.subplots()\nax.plot([0, 1], [1, 0])\n"
               "save_figure(fig, 'tiny', fig_dir, params={'a': 1}, seed=0)"), []),
 ]
@@ -168,12 +168,12 @@ def test_failed_notebook_leaves_figures_untouched(tmp_path, capsys):
 
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_parameter_check_follows_the_parameters_cell(nb_path):
-    # yolov9lite.nbparams.check_parameters() reads the cell executed just before it: it must sit
+    # yolov9lite.report.nbparams.check_parameters() reads the cell executed just before it: it must sit
     # in the cell right after the parameters cell (papermill injects its cell in between)
     cells = nbformat.read(nb_path, as_version=4).cells
     where = [i for i, c in enumerate(cells) if "check_parameters(" in c.source]
     if nb_path.stem[:2] in ("01", "02"):
-        assert where, f"{nb_path.name}: call yolov9lite.nbparams.check_parameters()"
+        assert where, f"{nb_path.name}: call yolov9lite.report.nbparams.check_parameters()"
     params = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
     assert all(i == params + 1 for i in where), \
         f"{nb_path.name}: check_parameters() must be in the cell right after the parameters cell"

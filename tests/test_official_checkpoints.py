@@ -26,10 +26,10 @@ from helpers import randomize_batchnorm
 from official_code import official, official_model, released_names
 
 from yolov9lite import load_official
-from yolov9lite.checkpoint import load_checkpoint, model_from_checkpoint
 from yolov9lite.cli import main as cli_main
-from yolov9lite.official import official_key_map
-from yolov9lite.safe_pickle import UnsafeCheckpointError
+from yolov9lite.utils.safe_pickle import UnsafeCheckpointError
+from yolov9lite.weights.checkpoint import load_checkpoint, model_from_checkpoint
+from yolov9lite.weights.official import official_key_map
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

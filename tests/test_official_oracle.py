@@ -18,11 +18,11 @@ import torch
 from official_code import YOLO9_VERSION, official, official_model
 
 from yolov9lite import build_model
-from yolov9lite.head import DDetect, DualDDetect
-from yolov9lite.loss import DetectionLoss
-from yolov9lite.models import OFFICIAL_MODELS
-from yolov9lite.official import official_key_map
-from yolov9lite.safe_pickle import OFFICIAL_CLASSES, TORCH_NN_CLASSES
+from yolov9lite.nn.head import DDetect, DualDDetect
+from yolov9lite.nn.models import OFFICIAL_MODELS
+from yolov9lite.training.loss import DetectionLoss
+from yolov9lite.utils.safe_pickle import OFFICIAL_CLASSES, TORCH_NN_CLASSES
+from yolov9lite.weights.official import official_key_map
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +160,7 @@ def test_ema_is_bit_identical_to_official_model_ema():
     """Our ModelEMA vs the official ``utils/torch_utils.py`` ModelEMA over five updates of a
     model whose weights and BN statistics change between updates: every float tensor equal bit
     for bit, the integer BN counters left alone by both."""
-    from yolov9lite.optim import ModelEMA
+    from yolov9lite.training.optim import ModelEMA
 
     torch.manual_seed(0)
     model = build_model("gelan-nano", 3)
@@ -232,7 +232,7 @@ def _official_run(model, epochs, nb, batch, cos_lr, start_epoch=0, resume_from=N
 
 
 def _check_against_ours(run, epochs, nb, batch, cos_lr) -> int:
-    from yolov9lite.optim import schedule, warmup_iters
+    from yolov9lite.training.optim import schedule, warmup_iters
 
     nw, n = warmup_iters(nb, 3.0), 0
     for ni, epoch, lrs, momentum, accumulate in run:
@@ -253,7 +253,7 @@ def test_schedule_over_a_500_epoch_run_and_resume_equals_the_official_loop(cos_l
     epoch 14), then the same run resumed after epoch 5 (inside warm-up) and after epoch 250:
     lr of each group, momentum and accumulate equal the official loop's. The optimizer's groups
     hold the same trainable parameters as the official smart_optimizer's, in the same order."""
-    from yolov9lite.optim import build_optimizer, scaled_weight_decay
+    from yolov9lite.training.optim import build_optimizer, scaled_weight_decay
 
     epochs, nb, batch = 500, 7, 16
     model = build_model("gelan-nano", 3)
@@ -300,9 +300,9 @@ def test_two_training_steps_equal_the_official_ones(name):
     statistic after each step within 1e-12 relative to the largest of them; each step starts
     from the official weights (see below). (Float64 throughout, the default dtype
     included: the official loss keeps a float32 running total otherwise.)"""
-    from yolov9lite.engine import State, optimizer_step, train_step
-    from yolov9lite.optim import build_optimizer
-    from yolov9lite.runtime import DistInfo
+    from yolov9lite.training.engine import State, optimizer_step, train_step
+    from yolov9lite.training.optim import build_optimizer
+    from yolov9lite.utils.runtime import DistInfo
 
     off = official()
     with default_dtype(torch.float64):

@@ -1,18 +1,17 @@
-"""Tests of NMS and box scaling (yolov9lite/postprocess.py; official utils/general.py)."""
+"""Tests of NMS and box scaling (yolov9lite/evaluation/postprocess.py; official utils/general.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torchvision
 
-from yolov9lite.postprocess import (
+from yolov9lite.evaluation.postprocess import (
     EndToEnd,
     nms_static,
     non_max_suppression,
     scale_boxes,
-    xywh2xyxy,
-    xyxy2xywh,
 )
+from yolov9lite.utils.boxes import xywh2xyxy, xyxy2xywh
 
 
 def raw(boxes_xywh, scores):

@@ -16,9 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-from yolov9lite import build_model, predictor
-from yolov9lite.checkpoint import save_checkpoint
-from yolov9lite.predictor import Results, main, predict
+from yolov9lite import build_model
+from yolov9lite.cli.predict import main
+from yolov9lite.inference import predictor
+from yolov9lite.inference.predictor import predict
+from yolov9lite.inference.results import Results
+from yolov9lite.weights.checkpoint import save_checkpoint
 
 RECT = (100, 50, 300, 200)  # x1, y1, x2, y2 in the original image
 

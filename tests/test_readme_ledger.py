@@ -1,7 +1,7 @@
 """The README's default-scale results agree with the claims ledger.
 
 Every ``\\`NN.claim_id\\` **verdict**`` in README.md must name a claim of ``figures/claims/*.json``
-with that verdict, and ``figures/claims.md`` must be what :func:`yolov9lite.claims.write_summary`
+with that verdict, and ``figures/claims.md`` must be what :func:`yolov9lite.study.claims.write_summary`
 makes of those files (so nobody edits a verdict by hand).
 """
 from __future__ import annotations
@@ -10,11 +10,12 @@ import re
 import shutil
 from pathlib import Path
 
-from yolov9lite.claims import load_claims, write_summary
+from yolov9lite.study.claims import load_claims, write_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = ROOT / "figures" / "claims"
-MENTION = re.compile(r"`(\d\d\.[A-Za-z0-9_]+)`:?\s*\*\*(supports|contradicts|inconclusive)\*\*")
+MENTION = re.compile(r"`(\d\d\.[A-Za-z0-9_]+)`:?\s*"
+                     r"\*\*(supports|contradicts|inconclusive|control failed)\*\*")
 
 
 def readme_mentions(text: str) -> list[tuple[str, str]]:

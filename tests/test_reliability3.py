@@ -172,7 +172,7 @@ def nano_weights(tmp_path_factory):
     import torch
 
     from yolov9lite import build_model
-    from yolov9lite.checkpoint import save_checkpoint
+    from yolov9lite.weights.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     return save_checkpoint(tmp_path_factory.mktemp("w") / "nano.pt",
@@ -208,7 +208,7 @@ def test_row3_export_never_writes_over_a_checkpoint_or_an_existing_file(nano_wei
 
 
 def test_row3_export_checks_its_file_before_the_rename(nano_weights, tmp_path):
-    from yolov9lite.export import ExportError, export
+    from yolov9lite.inference.export import ExportError, export
 
     out = tmp_path / "m.torchscript"
     out.write_bytes(b"previous export")
@@ -267,7 +267,7 @@ def test_row4_synthetic_set_is_written_into_a_new_or_empty_folder_and_rewritten_
 
 
 def test_row9_scratch_folder_never_wipes_a_folder_vouched_for_by_a_symlink(tmp_path):
-    from yolov9lite.runtime import SCRATCH_MARK, scratch_folder
+    from yolov9lite.utils.runtime import SCRATCH_MARK, scratch_folder
 
     real_mark = tmp_path / "real" / SCRATCH_MARK
     real_mark.parent.mkdir()
@@ -347,13 +347,13 @@ def test_row8_predict_runs_never_replace_each_others_results(predict_runs):
 
 
 def test_row8_predict_output_folder_is_claimed_exclusively(tmp_path):
-    from yolov9lite.cliargs import CliError
-    from yolov9lite.predictor import claim_output_folder
+    from yolov9lite.inference.predictor import claim_output_folder
+    from yolov9lite.utils.errors import InputError
 
     folder = tmp_path / "out"
     folder.mkdir()
     assert claim_output_folder(folder, exist_ok=False) == folder  # the first run: claimed
-    with pytest.raises(CliError, match="not empty|another run"):
+    with pytest.raises(InputError, match="not empty|another run"):
         claim_output_folder(folder, exist_ok=False)  # a run started a moment later
     assert claim_output_folder(folder, exist_ok=True) == folder
 
@@ -391,7 +391,7 @@ BOMB_PROBE = """
 import json, resource, sys, time
 from yolov9lite.data.checks import ImageTooLarge, inspect_image
 from yolov9lite.data.dataset import read_image_bgr
-from yolov9lite.sources import _to_rgb_array
+from yolov9lite.inference.sources import _to_rgb_array
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 report = {}
 for path in sys.argv[1:]:
@@ -553,7 +553,7 @@ def parameter_cells(notebook: Path) -> tuple[str, str]:
 def run_check_cell(notebook: Path, injected: str, monkeypatch) -> None:
     """Execute the notebook's own check cell as papermill would see it: after the parameters
     cell and (if any) an injected cell."""
-    from yolov9lite import nbparams
+    from yolov9lite.report import nbparams
 
     params, check = parameter_cells(notebook)
     history = [params] + ([f"# Parameters\n{injected}"] if injected else []) + [check]
@@ -565,7 +565,7 @@ def run_check_cell(notebook: Path, injected: str, monkeypatch) -> None:
 def test_row12_every_notebook_checks_ranges_of_declared_parameters(notebook, monkeypatch):
     import ast
 
-    from yolov9lite.nbparams import ParameterError, declared_parameters
+    from yolov9lite.report.nbparams import ParameterError, declared_parameters
 
     params, check = parameter_cells(notebook)
     call = next(n for n in ast.walk(ast.parse(check)) if isinstance(n, ast.Call)
@@ -580,7 +580,7 @@ def test_row12_every_notebook_checks_ranges_of_declared_parameters(notebook, mon
 
 
 def test_row12_notebook_02_refuses_the_reported_values_naming_them(monkeypatch):
-    from yolov9lite.nbparams import ParameterError
+    from yolov9lite.report.nbparams import ParameterError
 
     nb = ROOT / "notebooks" / "02_reversible_functions.ipynb"
     for injected, needle in (("max_depth = -3", "'max_depth' must be at least 1"),
@@ -611,9 +611,9 @@ def test_message_full_disk_names_the_cause_and_the_best_pt_that_was_written(tmp_
     import shutil
     from collections import namedtuple
 
-    import yolov9lite.checkpoint as C
-    from yolov9lite.config import TrainError
-    from yolov9lite.runfolder import save_training_checkpoint
+    import yolov9lite.weights.checkpoint as C
+    from yolov9lite.training.config import TrainError
+    from yolov9lite.training.runfolder import save_training_checkpoint
 
     run = fake_run(tmp_path / "exp")
     run.best.write_bytes(b"best of epoch 1")  # best.pt went through, then the disk filled
@@ -672,7 +672,7 @@ def test_message_run_folder_name_is_refused_before_the_dataset_scan(tmp_path, mo
 
     scanned = []
     monkeypatch.setattr(labels, "check_images", lambda *a: scanned.append(a) or {})
-    from yolov9lite.config import TrainConfig, TrainError
+    from yolov9lite.training.config import TrainConfig, TrainError
 
     for bad in ("../../escape", "a/b", "..", ""):
         with pytest.raises(TrainError, match="--name .*plain folder name"):

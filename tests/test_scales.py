@@ -11,12 +11,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from yolov9lite import claims, figures
+from yolov9lite.cli import claims, figures
 
 SHOWING_NOTEBOOK = [
     (('fig_dir: str = "unused"  # where figures go\nwidth: int = 1  # line width\n'
      'steps: int = 2  # points'), ["parameters"]),
-    (("import matplotlib.pyplot as plt\nfrom yolov9lite.viz import paper_style, save_figure\n"
+    (("import matplotlib.pyplot as plt\nfrom yolov9lite.report.viz import paper_style, save_figure\n"
      "paper_style()\nfig, ax = plt.subplots()\nax.plot(range(steps), lw=width)\n"
      "save_figure(fig, 'tiny', fig_dir, params={'a': 1}, seed=0)\nplt.show()"), []),
 ]
@@ -101,12 +101,12 @@ def test_claims_compare_two_scales(tmp_path, capsys):
     _ledger(tmp_path / "figures" / "claims", "inconclusive", 0.3)
     _ledger(tmp_path / "gpu" / "figures" / "claims", "supports", 2.5)
     (tmp_path / "figures" / "sidecar.json").write_text("{}")  # figure sidecars are not ledgers
-    assert claims.claims_main(["compare", str(tmp_path / "figures"), str(tmp_path / "gpu")]) == 0
+    assert claims.main(["compare", str(tmp_path / "figures"), str(tmp_path / "gpu")]) == 0
     out = capsys.readouterr().out
     assert "| `05.x` | 0.3 [-0.7, 1.3] | inconclusive | 2.5 [1.5, 3.5] | supports | NO |" in out
     assert "1 of 1 claims differ" in out
     one_file = tmp_path / "figures" / "claims" / "05_ablations.json"
-    assert claims.claims_main(["compare", str(one_file), str(one_file)]) == 0
+    assert claims.main(["compare", str(one_file), str(one_file)]) == 0
     assert "| yes |" in capsys.readouterr().out
-    assert claims.claims_main(["compare", str(tmp_path / "nothing"), str(one_file)]) == 2
+    assert claims.main(["compare", str(tmp_path / "nothing"), str(one_file)]) == 2
     assert "no claims ledger" in capsys.readouterr().err

@@ -1,11 +1,11 @@
-"""The schedule of yolov9lite/optim.py against the official loop of ``train_dual.py``.
+"""The schedule of yolov9lite/training/optim.py against the official loop of ``train_dual.py``.
 
 The official code does not compute the schedule in one place: the warm-up (``ni <= nw``) sets
 lr and momentum per batch with ``np.interp`` towards ``initial_lr * lf(epoch)``; otherwise the
 lr is whatever a ``LambdaLR`` scheduler last set, and that scheduler is created before the loop
 (which sets ``lf(0)``), gets ``last_epoch = start_epoch - 1`` and is stepped at the *end* of every
 epoch. :func:`official_settings` runs exactly that with a real ``torch.optim.SGD`` and
-``LambdaLR``; our pure :func:`yolov9lite.optim.schedule` must give the same numbers for every
+``LambdaLR``; our pure :func:`yolov9lite.training.optim.schedule` must give the same numbers for every
 batch of the first 300 and at every epoch boundary, for the linear and the cosine decay.
 This transcription runs without the official code; test_official_oracle.py repeats the check
 with the official objects (``smart_optimizer``, ``one_cycle``) over every batch of a 500-epoch
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from yolov9lite.optim import schedule, warmup_iters
+from yolov9lite.training.optim import schedule, warmup_iters
 
 HYP = {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937, "warmup_momentum": 0.8,
        "warmup_bias_lr": 0.1}

@@ -1,4 +1,4 @@
-"""Training (yolov9lite/trainer.py, engine.py, config.py, optim.py): recipe pieces, config and
+"""Training (yolov9lite/training/trainer.py, engine.py, config.py, optim.py): recipe pieces, config and
 command line, exact resume (also of older checkpoints), DDP, NaN guard and bad input. The CPU convergence run is in tests/test_train_converge.py.
 
 All runs here are tiny (64-96 px, a few batches) on a small synthetic set, so that the file
@@ -16,12 +16,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import yolov9lite.trainer as T
+import yolov9lite.cli.train as train_cli
+import yolov9lite.training.trainer as T
 from yolov9lite import build_model
-from yolov9lite.checkpoint import load_model
-from yolov9lite.config import TrainConfig, TrainError
 from yolov9lite.data import make_synthetic
-from yolov9lite.optim import (
+from yolov9lite.training.config import TrainConfig, TrainError
+from yolov9lite.training.engine import NonFiniteLossError
+from yolov9lite.training.optim import (
     ModelEMA,
     build_optimizer,
     lr_factor,
@@ -30,6 +31,7 @@ from yolov9lite.optim import (
     schedule,
     warmup_iters,
 )
+from yolov9lite.weights.checkpoint import load_model
 
 TINY = {"model": "gelan-nano", "imgsz": 64, "workers": 0, "tensorboard": False,
         "plots": False, "verbose": False, "device": "cpu"}
@@ -119,7 +121,7 @@ def test_short_run_outputs(data_yaml, tmp_path):
     assert yaml.safe_load((h.save_dir / "args.yaml").read_text()) == ckpt["train_config"]
     hyp = yaml.safe_load((h.save_dir / "hyp.yaml").read_text())
     assert hyp["lr0"] == 0.01 and hyp["mosaic"] == 1.0 and hyp["weight_decay"] == 5e-4
-    from yolov9lite.checkpoint import load_model
+    from yolov9lite.weights.checkpoint import load_model
     model = load_model(h.best)
     assert model(torch.zeros(1, 3, 64, 64)).shape[1] == 4 + model.nc
 
@@ -273,7 +275,7 @@ def test_repeated_nonfinite_stops_with_message(data_yaml, tmp_path, nan_loss):
     nan_loss("all")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(T.NonFiniteLossError, match="3 non-finite losses in a row"):
+        with pytest.raises(NonFiniteLossError, match="3 non-finite losses in a row"):
             T.train(data=data_yaml, epochs=2, batch_size=4, max_batches=3, close_mosaic=0,
                     max_nonfinite=3, project=tmp_path, name="nan2", **TINY)
 
@@ -282,22 +284,22 @@ def test_repeated_nonfinite_stops_with_message(data_yaml, tmp_path, nan_loss):
 def test_bad_inputs_fail_at_start_with_named_problem(data_yaml, tmp_path, capsys):
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("path: /nonexistent/dir\ntrain: images/train\nval: images/val\nnames: [a]\n")
-    with pytest.raises(T.TrainError, match="'train' path not found"):
+    with pytest.raises(TrainError, match="'train' path not found"):
         T.train(data=str(bad_yaml), project=tmp_path, **TINY)
-    with pytest.raises(T.TrainError, match=r"batch size 64 is larger than the training set \(32"):
+    with pytest.raises(TrainError, match=r"batch size 64 is larger than the training set \(32"):
         T.train(data=data_yaml, batch_size=64, project=tmp_path, **TINY)
-    with pytest.raises(T.TrainError, match="unknown model 'yolov9-xxl'"):
+    with pytest.raises(TrainError, match="unknown model 'yolov9-xxl'"):
         T.train(data=data_yaml, **{**TINY, "model": "yolov9-xxl"}, project=tmp_path)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(T.TrainError, match="cannot read resume checkpoint .*junk.pt"):
+    with pytest.raises(TrainError, match="cannot read resume checkpoint .*junk.pt"):
         T.train(resume=junk, **TINY)
-    with pytest.raises(T.TrainError, match="does not exist"):
+    with pytest.raises(TrainError, match="does not exist"):
         T.train(resume=tmp_path / "missing.pt", **TINY)
     assert not list(tmp_path.glob("exp*"))  # nothing was started
 
     # the CLI prints one line naming the problem and exits with status 2, no traceback
-    assert T.main(["--data", str(bad_yaml), "--device", "cpu", "--quiet"]) == 2
+    assert train_cli.main(["--data", str(bad_yaml), "--device", "cpu", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("yolov9lite train: error:") and "not found" in err
     assert "Traceback" not in err
@@ -319,10 +321,10 @@ def test_cli_passes_ablation_knobs_as_model_kwargs(monkeypatch):
     """`yolov9lite train --pgi ds --depth-csp 2` reaches train() as model_kwargs (unset knobs are
     left to the preset), and the knobs build the intended model."""
     seen = []
-    monkeypatch.setattr(T, "train", lambda config: seen.append(config))
-    assert T.main(["--model", "gelan-nano", "--pgi", "ds", "--depth-csp", "2"]) == 0
+    monkeypatch.setattr(train_cli, "train", lambda config: seen.append(config))
+    assert train_cli.main(["--model", "gelan-nano", "--pgi", "ds", "--depth-csp", "2"]) == 0
     assert seen[-1].model_kwargs == {"pgi": "ds", "depth_csp": 2}
-    assert T.main(["--model", "gelan-nano"]) == 0 and seen[-1].model_kwargs is None
+    assert train_cli.main(["--model", "gelan-nano"]) == 0 and seen[-1].model_kwargs is None
     model = build_model("gelan-nano", 3, pgi="ds", depth_csp=2)
     assert model.has_aux and model.cfg.depth_csp == 2
 
@@ -330,16 +332,16 @@ def test_cli_passes_ablation_knobs_as_model_kwargs(monkeypatch):
 def test_cli_passes_the_neck_pgi_knob(monkeypatch, capsys):
     """`--pgi-neck icn` (Table 4's G_neck column) reaches train() as model_kwargs and round-trips
     through config_to_args; its choices are the models' PGI_NECK_VARIANTS."""
-    from yolov9lite.config import config_to_args
-    from yolov9lite.models import PGI_NECK_VARIANTS
+    from yolov9lite.nn.pgi import PGI_NECK_VARIANTS
+    from yolov9lite.training.config import config_to_args
 
     seen = []
-    monkeypatch.setattr(T, "train", lambda config: seen.append(config))
-    assert T.main(["--model", "gelan-nano", "--pgi", "fpn", "--pgi-neck", "icn"]) == 0
+    monkeypatch.setattr(train_cli, "train", lambda config: seen.append(config))
+    assert train_cli.main(["--model", "gelan-nano", "--pgi", "fpn", "--pgi-neck", "icn"]) == 0
     assert seen[-1].model_kwargs == {"pgi": "fpn", "pgi_neck": "icn"}
-    assert T.config_from_args(config_to_args(seen[-1])) == seen[-1]
+    assert train_cli.config_from_args(config_to_args(seen[-1])) == seen[-1]
     with pytest.raises(SystemExit) as exit_info:  # argparse: a usage line and exit code 2
-        T.main(["--pgi-neck", "bogus"])
+        train_cli.main(["--pgi-neck", "bogus"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--pgi-neck" in err and all(repr(v) in err for v in PGI_NECK_VARIANTS)
@@ -348,26 +350,28 @@ def test_cli_passes_the_neck_pgi_knob(monkeypatch, capsys):
 def test_cli_is_generated_from_the_config(tmp_path, monkeypatch, capsys):
     """Every TrainConfig field has a flag; old and official names both work; defaults are the
     config's; a flag beats the --hyp file, which beats the defaults."""
-    assert T.config_from_args([]) == TrainConfig()
+    assert train_cli.config_from_args([]) == TrainConfig()
     hyp = tmp_path / "hyp.yaml"
     hyp.write_text("lr0: 0.5\nlrf: 0.2\nmosaic: 0.5\nbox: 5.0\nobj: 0.7\n")  # obj: official, unused
-    cfg = T.config_from_args(["--batch-size", "8", "--img-size", "96", "--lr0", "0.02", "--no-ema",
+    cfg = train_cli.config_from_args(["--batch-size", "8", "--img-size", "96", "--lr0", "0.02", "--no-ema",
                               "--cos-lr", "--hyp", str(hyp), "--quiet", "--no-plots"])
     assert (cfg.batch_size, cfg.imgsz, cfg.ema, cfg.verbose, cfg.plots) == (8, 96, False, False, False)
     assert (cfg.schedule.lr0, cfg.schedule.lrf, cfg.schedule.cos_lr) == (0.02, 0.2, True)
     assert cfg.hyp == {"mosaic": 0.5, "box": 5.0, "obj": 0.7}
-    assert T.config_from_args(["--batch", "4", "--img", "64"]).imgsz == 64
-    from yolov9lite.config import config_to_args  # the inverse, e.g. to launch under torchrun
+    assert train_cli.config_from_args(["--batch", "4", "--img", "64"]).imgsz == 64
+    from yolov9lite.training.config import (
+        config_to_args,  # the inverse, e.g. to launch under torchrun
+    )
     cfg = TrainConfig.from_options(epochs=3, cos_lr=True, ema=False, channels_last=True,
                                    model_kwargs={"pgi": "ds"}, resume=True, max_batches=2)
-    assert T.config_from_args(config_to_args(cfg)) == cfg
-    T.build_parser().print_help()
+    assert train_cli.config_from_args(config_to_args(cfg)) == cfg
+    train_cli.build_parser().print_help()
     out = capsys.readouterr().out
     assert "--lr0 LR0" in out and "(default: 0.01)" in out and "--batch-size" in out
 
     hyp.write_text("mosiac: 0.5\n")
-    monkeypatch.setattr(T, "train", lambda config: pytest.fail("must not train"))
-    assert T.main(["--hyp", str(hyp)]) == 2
+    monkeypatch.setattr(train_cli, "train", lambda config: pytest.fail("must not train"))
+    assert train_cli.main(["--hyp", str(hyp)]) == 2
     err = capsys.readouterr().err
     assert "yolov9lite train: error:" in err and "'mosiac'" in err and "mosaic" in err
 

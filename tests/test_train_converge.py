@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import pytest
 
-import yolov9lite.trainer as T
+import yolov9lite.training.trainer as T
 from yolov9lite.data import make_synthetic
 
 MAP50_THRESHOLD = 0.15  # observed 0.251 (see the module docstring)

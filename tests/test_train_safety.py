@@ -22,9 +22,12 @@ import pytest
 import torch
 from helpers import run_cli_cases
 
-import yolov9lite.trainer as T
-from yolov9lite.config import TrainConfig, TrainError
+import yolov9lite.cli.train as train_cli
+import yolov9lite.training.trainer as T
 from yolov9lite.data import make_synthetic
+from yolov9lite.training.config import TrainConfig, TrainError
+from yolov9lite.training.engine import NonFiniteLossError
+from yolov9lite.training.runfolder import LOCK_NAME
 
 TINY = {"model": "gelan-nano", "imgsz": 64, "workers": 0, "tensorboard": False, "plots": False,
         "verbose": False, "device": "cpu", "batch_size": 4, "max_batches": 1,
@@ -112,7 +115,7 @@ def test_best_pt_is_written_before_last_pt(data_yaml, tmp_path, monkeypatch):
 
 def test_a_second_process_cannot_train_in_a_locked_run(run_copy):
     """train.lock names a live process (this one): a second resume is refused by name."""
-    lock = run_copy / T.LOCK_NAME
+    lock = run_copy / LOCK_NAME
     lock.write_text(f"{os.getpid()} {socket.gethostname()}")
     last = run_copy / "weights" / "last.pt"
     before = last.read_bytes()
@@ -126,13 +129,13 @@ def test_resume_takes_over_a_dead_lock_and_removes_stale_temp_files(run_copy):
     the resume removes the former and takes the latter over with a warning."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (run_copy / T.LOCK_NAME).write_text(f"{dead.pid} {socket.gethostname()}")
+    (run_copy / LOCK_NAME).write_text(f"{dead.pid} {socket.gethostname()}")
     tmp = run_copy / "weights" / ".last.pt.k3j2x9.tmp"
     tmp.write_bytes(b"half a checkpoint")
     with pytest.warns(RuntimeWarning, match=f"process {dead.pid} that held it is no longer"):
         h = T.train(resume=run_copy / "weights" / "last.pt", **TINY)
     assert len(h) == 3 and h.save_dir == run_copy.resolve()
-    assert not tmp.exists() and not (run_copy / T.LOCK_NAME).exists()  # released at the end
+    assert not tmp.exists() and not (run_copy / LOCK_NAME).exists()  # released at the end
 
 
 # --------------------------------------------------------------------------- garbage runs
@@ -150,7 +153,7 @@ def test_resume_refuses_changed_settings(run_copy, data_yaml):
 def test_resume_refuses_a_model_other_than_the_one_the_checkpoint_holds(run_copy, monkeypatch):
     """The model of a resume is built from the checkpoint's saved settings, which nothing bounds:
     an edited train_config asking for a huge model is refused before any model is built."""
-    import yolov9lite.trainsetup as S
+    import yolov9lite.training.trainsetup as S
 
     last = run_copy / "weights" / "last.pt"
     original = torch.load(last, weights_only=True)
@@ -177,7 +180,7 @@ def test_an_epoch_without_a_finite_loss_fails_instead_of_averaging_to_zero(
     monkeypatch.setattr(T, "DetectionLoss", factory)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(T.NonFiniteLossError, match="epoch 2: no batch had a finite loss"):
+        with pytest.raises(NonFiniteLossError, match="epoch 2: no batch had a finite loss"):
             T.train(data=data_yaml, epochs=2, project=tmp_path, name="nan", **TINY)
     rows = (tmp_path / "nan" / "results.csv").read_text().splitlines()
     assert len(rows) == 2  # header + epoch 1
@@ -196,7 +199,7 @@ def test_exploding_loss_warns_and_nonfinite_weights_are_never_saved(tmp_path):
     T.check_weights_finite(run, 0)
     with torch.no_grad():
         model.weight[0, 0] = float("nan")
-    with pytest.raises(T.NonFiniteLossError, match="non-finite in epoch 3.*not saved"):
+    with pytest.raises(NonFiniteLossError, match="non-finite in epoch 3.*not saved"):
         T.check_weights_finite(run, 2)
 
 
@@ -263,7 +266,7 @@ def test_bad_training_input_is_one_line_through_the_console_entry_point(run_copy
                                      RuntimeError("[enforce fail at inline_container.cc:603] . "
                                                   "unexpected pos 3392 vs 3280")])
 def test_disk_full_while_saving_is_one_line(data_yaml, tmp_path, monkeypatch, capsys, failure):
-    import yolov9lite.checkpoint as C
+    import yolov9lite.weights.checkpoint as C
 
     def full_disk(obj, f, *args, **kwargs):
         f.write(b"partial")
@@ -273,7 +276,7 @@ def test_disk_full_while_saving_is_one_line(data_yaml, tmp_path, monkeypatch, ca
             "--no-tensorboard", "--no-plots", "--warmup-epochs", "0", "--close-mosaic", "0"
             ] + [a for k in ("model", "imgsz", "workers",
             "device", "batch_size", "max_batches") for a in (T.flag_of(k), str(TINY[k]))]
-    assert T.main(argv) == 2
+    assert train_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert err.startswith("yolov9lite train: error: cannot write ")
@@ -292,18 +295,18 @@ def test_ctrl_c_names_the_checkpoint_to_resume(data_yaml, tmp_path, monkeypatch,
     argv = ["--data", data_yaml, "--project", str(tmp_path), "--epochs", "2", "--quiet",
             "--no-tensorboard", "--no-plots", "--img", "64", "--batch", "4", "--max-batches",
             "1", "--workers", "0", "--device", "cpu", "--warmup-epochs", "0", "--close-mosaic", "0"]
-    assert T.main(argv) == 2
+    assert train_cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     last = tmp_path / "exp" / "weights" / "last.pt"
     assert err == f"yolov9lite train: interrupted; resume with yolov9lite train --resume {last}"
-    assert last.is_file() and not (tmp_path / "exp" / T.LOCK_NAME).exists()
+    assert last.is_file() and not (tmp_path / "exp" / LOCK_NAME).exists()
 
 
 # --------------------------------------------------------------------------- kill -9
 _KILLED_CHILD = """
 import json, os, sys, time
 import torch
-import yolov9lite.trainer as T
+import yolov9lite.training.trainer as T
 kill_at, marker, kw = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 torch.set_num_threads(1)
 real_save, saves = torch.save, []
@@ -365,7 +368,7 @@ def test_notebook_scratch_space_is_replaced_not_leaked(tmp_path):
     """Notebooks 05-07 keep generated data and runs in ``runs/scratch/<notebook>``, emptied by
     the next run (they used to leave a ``yolov9lite_*`` folder in /tmp per run); a folder that
     is not our scratch space is never deleted."""
-    from yolov9lite.runtime import scratch_folder
+    from yolov9lite.utils.runtime import scratch_folder
 
     first = scratch_folder(tmp_path / "scratch" / "06")
     (first / "data.bin").write_bytes(b"x" * 1000)

@@ -1,4 +1,4 @@
-"""yolov9lite.viz: fixed style, byte-identical PNGs, sidecar JSON without volatile fields."""
+"""yolov9lite.report.viz: fixed style, byte-identical PNGs, sidecar JSON without volatile fields."""
 import json
 
 import matplotlib
@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from yolov9lite import viz
+from yolov9lite.report import viz
 
 
 def _figure(seed=0):

@@ -1,10 +1,10 @@
 """A run that ends inside its warm-up is warned about (official warm-up: at least 100 batches,
-``yolov9lite.optim.warmup_iters``), so a short CPU demo does not silently learn nothing."""
+``yolov9lite.training.optim.warmup_iters``), so a short CPU demo does not silently learn nothing."""
 from __future__ import annotations
 
 import pytest
 
-from yolov9lite.optim import short_run_warning, warmup_iters
+from yolov9lite.training.optim import short_run_warning, warmup_iters
 
 
 def test_the_warning_names_the_lengths_and_the_fix():
@@ -16,7 +16,7 @@ def test_the_warning_names_the_lengths_and_the_fix():
 
 
 def test_train_warns_when_the_run_is_shorter_than_its_warm_up(tmp_path):
-    import yolov9lite.trainer as T
+    import yolov9lite.training.trainer as T
     from yolov9lite.data import make_synthetic
 
     data = make_synthetic(tmp_path / "d", num_train=4, num_val=2, imgsz=64, seed=0)

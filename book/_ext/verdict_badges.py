@@ -1,8 +1,8 @@
 """Sphinx extension: every verdict of the claims ledger as a coloured badge linking to its entry.
 
-The book's source folder holds ``_book.json`` (written by :mod:`yolov9lite.book`): every claim with
+The book's source folder holds ``_book.json`` (written by :mod:`yolov9lite.cli.book`): every claim with
 its id, verdict, the paper's words and its anchor on the Results page. After Sphinx resolved a
-page, a bold verdict word (``**supports**``, as ``yolov9lite.claims`` writes it in ledger tables
+page, a bold verdict word (``**supports**``, as ``yolov9lite.study.claims`` writes it in ledger tables
 and sentences) becomes a badge when the claim it belongs to can be named: a claim id in the same
 table row, else the paper's words (and its metric, where claims share words) in the same
 paragraph. Table rows that name a claim get the claim's anchor as their id, so the Results page's
