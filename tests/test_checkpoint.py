@@ -372,6 +372,7 @@ _BOMB_SCRIPT = r"""
 import contextlib, io, json, resource, sys, time
 import torch
 from yolov9lite import build_model
+from yolov9lite.cli.checkpoints import convert_main, deploy_main
 from yolov9lite.weights import checkpoint, official
 from yolov9lite.evaluation import coco_eval
 from yolov9lite.training import trainer

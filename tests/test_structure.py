@@ -218,7 +218,7 @@ def test_imports_inside_functions_are_only_for_optional_dependencies():
 def test_argparse_only_in_the_command_line():
     users = sorted(name for name, path in package_modules().items()
                    if layer_of(name) != "cli" and re.search(r"^\s*(import argparse|from argparse)",
-                                                            path.read_text(), re.M))
+                                                            path.read_text(), re.MULTILINE))
     assert not users, f"argparse outside yolov9lite/cli/: {users}"
 
 
@@ -272,8 +272,7 @@ def with_module_map(text: str, indent: str = "") -> str:
     start = text.index(MAP_START) + len(MAP_START)
     end = text.index(MAP_END)
     block = "\n".join(indent + line if line else line for line in module_map().splitlines())
-    fence = "\n\n" if not indent else "\n\n"
-    return text[:start] + fence + block + "\n\n" + text[end:]
+    return text[:start] + "\n\n" + block + "\n\n" + text[end:]
 
 
 def test_module_map_in_the_docstring_and_readme_is_generated_from_the_folders():

@@ -332,8 +332,8 @@ def test_cli_passes_ablation_knobs_as_model_kwargs(monkeypatch):
 def test_cli_passes_the_neck_pgi_knob(monkeypatch, capsys):
     """`--pgi-neck icn` (Table 4's G_neck column) reaches train() as model_kwargs and round-trips
     through config_to_args; its choices are the models' PGI_NECK_VARIANTS."""
+    from yolov9lite.cli.train import config_to_args
     from yolov9lite.nn.pgi import PGI_NECK_VARIANTS
-    from yolov9lite.training.config import config_to_args
 
     seen = []
     monkeypatch.setattr(train_cli, "train", lambda config: seen.append(config))
@@ -359,9 +359,7 @@ def test_cli_is_generated_from_the_config(tmp_path, monkeypatch, capsys):
     assert (cfg.schedule.lr0, cfg.schedule.lrf, cfg.schedule.cos_lr) == (0.02, 0.2, True)
     assert cfg.hyp == {"mosaic": 0.5, "box": 5.0, "obj": 0.7}
     assert train_cli.config_from_args(["--batch", "4", "--img", "64"]).imgsz == 64
-    from yolov9lite.training.config import (
-        config_to_args,  # the inverse, e.g. to launch under torchrun
-    )
+    from yolov9lite.cli.train import config_to_args  # the inverse, e.g. to launch under torchrun
     cfg = TrainConfig.from_options(epochs=3, cos_lr=True, ema=False, channels_last=True,
                                    model_kwargs={"pgi": "ds"}, resume=True, max_batches=2)
     assert train_cli.config_from_args(config_to_args(cfg)) == cfg

@@ -25,6 +25,7 @@ import torch
 from ..data import build_dataloader
 from ..evaluation.coco_eval import evaluate
 from ..nn import models as _models
+from ..nn.gelan import round_up8
 from ..training.loss import DetectionLoss
 from ..training.step import reference_step
 from .gradients import copy_main_branch, preserved_buffers
@@ -93,7 +94,7 @@ def width_knobs(name: str = "gelan-nano", factor: float = 1.0) -> dict:
     cfg = _models.PRESETS[name]
 
     def w(c: int) -> int:
-        return max(8, _models.round_up8(round(c * factor)))
+        return max(8, round_up8(round(c * factor)))
 
     def pair(p: tuple[int, int]) -> tuple[int, int]:
         return w(p[0]), w(p[1])
