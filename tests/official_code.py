@@ -27,11 +27,15 @@ import functools
 import importlib
 import importlib.metadata
 import logging
+import os
 import sys
 import types
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+import torch
 
 YOLO9_VERSION = "1.0.18"
 
@@ -49,6 +53,13 @@ def official() -> types.SimpleNamespace:
     Skips the calling test when the extra is not installed; fails when another version is.
     """
     path_before, modules_before = list(sys.path), set(sys.modules)
+    # The official utils/general.py changes process-wide state when imported: it replaces
+    # cv2.imread/imwrite/imshow with its own (two-argument) versions, sets cv2's thread count,
+    # torch's and numpy's print options and OMP/NUMEXPR variables (inherited by subprocesses).
+    # All of it is put back afterwards, so the rest of the test session runs as without it.
+    cv2_saved = {name: getattr(cv2, name) for name in ("imread", "imwrite", "imshow")}
+    cv2_threads, environ_saved = cv2.getNumThreads(), dict(os.environ)
+    np_print, torch_print = np.get_printoptions(), torch._tensor_str.PRINT_OPTS.__dict__.copy()
     pytest.importorskip("yolo9", reason="the official YOLOv9 code (test extra 'official': "
                         "pip install -e '.[official]' and yolo9 --no-deps, as `make install` does)"
                         " is not installed")
@@ -90,6 +101,13 @@ def official() -> types.SimpleNamespace:
     vars(mods["yolo"]).update({k: v for k, v in vars(mods["common"]).items()
                                if not k.startswith("_")})
     mods["general"].LOGGER.setLevel(logging.WARNING)  # the builder prints a table per model
+    for name, fn in cv2_saved.items():
+        setattr(cv2, name, fn)
+    cv2.setNumThreads(cv2_threads)
+    os.environ.clear()
+    os.environ.update(environ_saved)
+    np.set_printoptions(**np_print)
+    torch._tensor_str.PRINT_OPTS.__dict__.update(torch_print)
     return types.SimpleNamespace(**mods)
 
 

@@ -611,7 +611,7 @@ def test_message_full_disk_names_the_cause_and_the_best_pt_that_was_written(tmp_
     import shutil
     from collections import namedtuple
 
-    import yolov9lite.weights.checkpoint as C
+    import yolov9lite.training.runfolder as C  # save_checkpoint as the run folder calls it
     from yolov9lite.training.config import TrainError
     from yolov9lite.training.runfolder import save_training_checkpoint
 
