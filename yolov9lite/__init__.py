@@ -26,8 +26,8 @@ Module map (floor, folder, modules):
     4  inference/  Inference: predict on images and videos, sources, results, export.
                    export, predictor, results, sources
     4  training/   Training: assigner, loss, optimizer, the reference step, the engine, the run.
-                   assign, config, engine, graphstep, loss, optim, runfolder, step, trainer,
-                   trainsetup
+                   assign, config, engine, finetune, graphstep, loss, optim, runfolder, step,
+                   trainer, trainsetup
     5  study/      The paper's experiments: retention, gradients, paired runs, ablations, claims.
                    ablation, claims, gelan_study, gradients, paired, retention,
                    retention_measures, stacks

@@ -87,6 +87,7 @@ from .engine import (
     train_one_epoch,
     validate,
 )
+from .finetune import freeze_layers, load_source, source_model_name, transfer_weights
 from .loss import DetectionLoss
 from .optim import short_run_warning, warmup_iters
 from .runfolder import (
@@ -148,10 +149,15 @@ def train_resolved(cfg: TrainConfig, callbacks: dict | None, explicit: set[str])
         device = training_device(cfg.device)
     except ValueError as err:
         raise TrainError(f"--device {cfg.device!r}: {err}") from err
+    source = None
+    if cfg.weights and checkpoint is None:  # a resume's weights are in its checkpoint
+        source = load_source(cfg.weights)
+        if "model" not in explicit:  # as the official code: the model the weights hold
+            cfg = replace(cfg, model=source_model_name(source, cfg.weights))
     dist_info = setup_distributed(device)
     run = None
     try:
-        run = prepare_run(cfg, device, dist_info, checkpoint, save_dir, callbacks)
+        run = prepare_run(cfg, device, dist_info, checkpoint, save_dir, callbacks, source)
         return run_training(run)
     finally:
         if run is not None:
@@ -249,12 +255,15 @@ def check_resume_overrides(saved: TrainConfig, requested: TrainConfig, explicit:
 
 # --------------------------------------------------------------------------- setup
 def prepare_run(cfg: TrainConfig, device: torch.device, dist_info: DistInfo,
-                checkpoint: dict | None, save_dir: Path | None, callbacks: dict | None) -> Run:
-    """Everything before the first epoch: seeds, checks, loaders, model, state, run folder."""
+                checkpoint: dict | None, save_dir: Path | None, callbacks: dict | None,
+                source: torch.nn.Module | None = None) -> Run:
+    """Everything before the first epoch: seeds, checks, loaders, model (with the ``source``
+    weights of a fine-tuning run, and its frozen layers), state, run folder."""
     # Model init is seeded identically on every rank (DDP also broadcasts rank 0's weights);
     # augmentation is seeded per rank and per epoch (set_loader_epoch).
     seed_everything(cfg.seed, cfg.deterministic)
     data_cfg, model = check_inputs(cfg, dist_info, checkpoint)
+    start_from_weights(cfg, model, source, dist_info.main and cfg.verbose)
     if cfg.channels_last is None:
         cfg = replace(cfg, channels_last=device.type == "cuda")
     try:
@@ -281,6 +290,27 @@ def prepare_run(cfg: TrainConfig, device: torch.device, dist_info: DistInfo,
         open_run_folder(run, save_dir)
     state.history.save_dir = run.save_dir
     return run
+
+
+def start_from_weights(cfg: TrainConfig, model: torch.nn.Module, source: torch.nn.Module | None,
+                       verbose: bool) -> None:
+    """Fine-tuning (:mod:`yolov9lite.training.finetune`): copy the matching weights of
+    ``source``, then freeze the first ``cfg.freeze`` layers (also on a resume, before the
+    optimizer is built, so that its parameter groups are the saved ones)."""
+    if source is not None:
+        moved = transfer_weights(model, source)
+        if verbose:
+            fresh = sorted({k.rsplit(".", 2)[0] for k in moved["reinitialised_keys"]})
+            print(f"weights {cfg.weights} ({source.name}, {source.nc} classes -> {model.nc}): "
+                  f"{moved['transferred']}/{moved['total']} tensors transferred, "
+                  f"{moved['reinitialised']} initialised afresh"
+                  + (f" ({', '.join(fresh[:6])}{', ...' if len(fresh) > 6 else ''})"
+                     if fresh else ""))
+    if cfg.freeze:
+        frozen = freeze_layers(model, cfg.freeze)
+        if verbose:
+            print(f"freeze {cfg.freeze}: {len(frozen)} parameter tensors of layers "
+                  f"0-{cfg.freeze - 1} frozen")
 
 
 def run_callbacks(callbacks: dict | None, event: str, *args) -> None:
