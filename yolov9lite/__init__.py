@@ -22,7 +22,7 @@ Module map (floor, folder, modules):
     2  weights/    Checkpoints: our format, and official .pt files read without executing them.
                    checkpoint, official
     3  evaluation/ Evaluation: NMS, boxes back to the image, COCO metrics, latency.
-                   coco_eval, latency, postprocess
+                   coco_eval, latency, postprocess, table
     4  inference/  Inference: predict on images and videos, sources, results, export.
                    export, predictor, results, sources
     4  training/   Training: assigner, loss, optimizer, the reference step, the engine, the run.

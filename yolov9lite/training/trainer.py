@@ -61,6 +61,7 @@ from pathlib import Path
 
 import torch
 
+from ..evaluation.table import format_metrics_table, write_metrics_files
 from ..report.plots import save_run_plots
 from ..utils.runtime import (
     DistInfo,
@@ -349,6 +350,7 @@ def end_epoch(run: Run, record: dict) -> None:
         record.update(validate(state, run.data_cfg, run.val_loader, run.gt, cfg, run.plan.device,
                                keep_records=final and cfg.plots))
         run.detections = record.pop("detections", None)
+        run.table = record.pop("table", None)
         record["fitness"] = fitness(record)
     warn_if_exploding(state.history, record)
     check_weights_finite(run, epoch)
@@ -365,8 +367,11 @@ def end_epoch(run: Run, record: dict) -> None:
             if isinstance(v, (int, float)) and k != "epoch":
                 run.writer.add_scalar(k, v, epoch + 1)
     if cfg.verbose and "fitness" in record:
-        print(f"epoch {epoch + 1}/{cfg.epochs}: mAP50 {record['metrics/AP50']:.4f} "
-              f"mAP50:95 {record['metrics/AP']:.4f} (EMA), {record['images_per_s']:.1f} img/s")
+        print(f"epoch {epoch + 1}/{cfg.epochs}: validation of the EMA model, "
+              f"{record['images_per_s']:.1f} img/s training\n"
+              + format_metrics_table(run.table["classes"], run.table["all"], per_class=final))
+    if final and run.table is not None:
+        write_metrics_files(run.save_dir, run.table, record)
     run_callbacks(run.callbacks, "on_epoch_end", state.history)
 
 

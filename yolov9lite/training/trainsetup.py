@@ -54,6 +54,7 @@ class Run:
     resumed: bool = False
     lock: Path | None = None  # the run folder's train.lock while this process trains in it
     detections: dict | None = None  # the final validation's records, for the run's plots
+    table: dict | None = None  # the last validation's metrics table (rows, all row)
 
     @property
     def last(self) -> Path | None:
