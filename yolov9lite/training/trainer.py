@@ -61,6 +61,7 @@ from pathlib import Path
 
 import torch
 
+from ..data import DetectionDataset, dataset_to_coco
 from ..evaluation.table import format_metrics_table, write_metrics_files
 from ..report.plots import save_run_plots
 from ..utils.runtime import (
@@ -325,6 +326,9 @@ def run_training(run: Run) -> History:
     """Train the remaining epochs of ``run``, then close it; returns the history."""
     cfg, state = run.cfg, run.state
     run.plan.last_checkpoint = run.last
+    if cfg.verbose and run.plan.dist_info.main and cfg.close_mosaic >= cfg.epochs:
+        print(f"close-mosaic {cfg.close_mosaic} >= {cfg.epochs} epochs: mosaic is off for the "
+              "whole run (lower --close-mosaic to train some epochs with it)")
     while state.epoch < cfg.epochs:
         epoch = state.epoch
         dataset = run.train_loader.dataset
@@ -418,12 +422,15 @@ def finish_run(run: Run) -> History:
 
 def save_plots(run: Run) -> None:
     """Rank 0, at the end: the run's figures (:func:`yolov9lite.report.plots.save_run_plots`).
-    ``results.png``; ``labels.jpg`` from the validation labels (the ones already in memory as
-    COCO json); ``train_batch0..2.jpg`` from the training loader as it is at the end (mosaic
+    ``results.png``; ``labels.jpg`` from the training labels (the loader's scan, with the class
+    names and the number of classes present); ``train_batch0..2.jpg`` from the training loader as it is at the end (mosaic
     closed for the last ``close_mosaic`` epochs); the PR/F1/P/R curves and confusion matrices
     from the final validation's detections (kept by :func:`yolov9lite.training.engine.validate`, no
     second pass); also as TensorBoard images when TensorBoard logs."""
     found = run.detections or {}
+    dataset = run.train_loader.dataset  # labels.jpg shows the labels the model trains on
+    train_gt = dataset_to_coco(dataset) if isinstance(dataset, DetectionDataset) else None
     save_run_plots(run.save_dir, run.names, gt=found.get("gt_dict"), dets=found.get("records"),
-                   cat_ids=found.get("cat_ids"), train_loader=run.train_loader,
+                   cat_ids=found.get("cat_ids") or getattr(dataset, "category_ids", None),
+                   train_gt=train_gt, train_loader=run.train_loader,
                    history=run.state.history, tb_writer=run.writer, step=run.cfg.epochs)
