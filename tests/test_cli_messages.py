@@ -8,8 +8,8 @@ import contextlib
 import io
 
 import pytest
-
 from helpers import run_cli_cases
+
 from yolov9lite.cli import COMMANDS
 from yolov9lite.cli import main as cli
 from yolov9lite.data import make_synthetic

@@ -13,8 +13,8 @@ import json
 import pytest
 import torch
 import yaml
-
 from fixtures_official import write_official_checkpoint
+
 from yolov9lite import build_model
 from yolov9lite.cli import main as cli
 from yolov9lite.data import make_synthetic
