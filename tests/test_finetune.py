@@ -144,3 +144,35 @@ def test_config_and_api_take_weights_and_freeze():
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(TrainError, match="--freeze"):
         TrainConfig(freeze=-2)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_first_epoch(history):
+    if len(history) == 1:
+        raise _Stop  # a "kill" right after the first epoch's checkpoint was written
+
+
+def test_finetune_with_freeze_resumes_exactly(tmp_path, three_classes):
+    """2 epochs straight == 1 epoch, killed, resumed (the weights file is gone by then: a resume
+    reads only its last.pt): same weights bit for bit, frozen layers untouched."""
+    from yolov9lite.training.trainer import train
+
+    path = save_checkpoint(tmp_path / "six.pt", _source(), names=[str(i) for i in range(6)])
+    kw = {"data": str(three_classes), "weights": str(path), "freeze": 3, "epochs": 2,
+          "batch_size": 8, "nominal_batch": 8, "max_batches": 1, "imgsz": 64, "workers": 0,
+          "warmup_epochs": 0, "close_mosaic": 1, "val_interval": 0, "deterministic": True,
+          "device": "cpu", "tensorboard": False, "plots": False, "verbose": False,
+          "project": str(tmp_path)}
+    straight = train(name="straight", **kw)
+    with pytest.raises(_Stop):
+        train(name="killed", callbacks={"on_epoch_end": _stop_after_first_epoch}, **kw)
+    path.unlink()
+    resumed = train(resume=tmp_path / "killed" / "weights" / "last.pt", device="cpu",
+                    verbose=False)
+    a = load_checkpoint(straight.last)["state_dict"]
+    b = load_checkpoint(resumed.last)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(b["backbone.conv0.conv.weight"], _source().state_dict()["backbone.conv0.conv.weight"])
