@@ -67,14 +67,3 @@ def test_onnx_export_carries_metadata(tmp_path):
     assert (meta["stride"], meta["task"], meta["model"], meta["batch"]) == (
         "32", "detect", "gelan-nano", "1")
     assert json.loads(meta["imgsz"]) == [64, 64] and meta["version"]
-
-
-def test_validation_inside_training_has_a_progress_bar(tmp_path):
-    from helpers import run_cli_cases
-
-    data = make_synthetic(tmp_path / "syn", num_train=16, num_val=4, imgsz=64, seed=6)
-    argv = ["train", "--data", str(data), "--img", "64", "--epochs", "1", "--batch", "16",
-            "--max-batches", "1", "--workers", "0", "--device", "cpu", "--project",
-            str(tmp_path / "runs"), "--no-tensorboard", "--no-plots", "--warmup-epochs", "0"]
-    [(_, code, err)] = run_cli_cases([argv], tmp_path)
-    assert code == 0 and "  val:" in err and "batch" in err, err
