@@ -52,14 +52,14 @@ def test_val_writes_a_run_folder(dataset, tmp_path, capsys):
     assert val_main(args) == 0
     out = capsys.readouterr()
     assert sum(line.startswith(" Average") for line in out.out.splitlines()) == 12
-    assert "-1.000" not in out.out.split("class")[1]  # no AP row for the absent class c
+    assert "-1.000" not in out.out.split("mAP50-95")[1]  # no AP row for the absent class c
     assert "1 classes have no boxes in this data and no AP: c" in out.out
     assert (out.out + out.err).count("val: 6 images") == 1  # the data scan is reported once
     assert "batch/s" in out.err or "it/s" in out.err  # progress bar
     run = tmp_path / "exp"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n_images"] == 6 and [r["class"] for r in metrics["per_class"]] == ["a", "b"]
-    assert (run / "per_class.csv").read_text().splitlines()[0] == "class,images,instances,AP50,AP"
+    assert (run / "per_class.csv").read_text().splitlines()[0] == "class,images,instances,P,R,AP50,AP"
     for name in ("PR_curve.png", "F1_curve.png", "confusion_matrix.png"):
         assert (run / name).stat().st_size > 0
     assert not (run / "predictions.json").exists()  # kept only with --save-json

@@ -1,4 +1,4 @@
-"""The README's commands run as written on a fresh clone.
+"""The README's commands (README.md and notebooks/README.md) run as written on a fresh clone.
 
 Every ``yolov9lite ...`` command in the README (shell blocks and inline code, including the ones
 behind ``torchrun ... -m yolov9lite``) must parse with that command's real parser: a renamed
@@ -24,7 +24,8 @@ from yolov9lite.cli import COMMANDS
 from yolov9lite.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+# the project README and the notebooks' README (its commands are indented code blocks)
+README = (ROOT / "README.md").read_text() + "\n" + (ROOT / "notebooks" / "README.md").read_text()
 
 
 def shell_lines() -> list[str]:
@@ -35,7 +36,11 @@ def shell_lines() -> list[str]:
             line = line.split(" #")[0].strip()
             if line and not line.startswith("#"):
                 lines.append(line)
-    lines += re.findall(r"`((?:mkdir -p runs && )?papermill [^`]+)`", README)
+    joined = README.replace("\\\n", " ")
+    lines += [line.split(" #")[0].strip() for line in joined.splitlines()
+              if re.match(r" {4,}(mkdir -p runs && )?(papermill|yolov9lite) ", line)]
+    lines += [" ".join(c.split()) for c in
+              re.findall(r"`((?:mkdir -p runs && )?papermill [^`]+)`", README)]
     # inline mentions with flags (a bare `yolov9lite export` names the command, it is no call)
     lines += re.findall(r"`((?:python -m )?yolov9lite [a-z]+ -[^`]*)`", README)
     return lines
@@ -58,7 +63,8 @@ def yolov9lite_calls() -> list[list[str]]:
 
 
 def papermill_lines() -> list[str]:
-    return [line for line in shell_lines() if re.search(r"(^|&& )papermill ", line)]
+    return [line for line in shell_lines() if re.search(r"(^|&& )papermill ", line)
+            and "--help-notebook" not in line]  # a placeholder name, not a run
 
 
 def parser_of(command: str, monkeypatch) -> argparse.ArgumentParser:

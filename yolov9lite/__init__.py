@@ -22,12 +22,12 @@ Module map (floor, folder, modules):
     2  weights/    Checkpoints: our format, and official .pt files read without executing them.
                    checkpoint, official
     3  evaluation/ Evaluation: NMS, boxes back to the image, COCO metrics, latency.
-                   coco_eval, latency, postprocess
+                   coco_eval, latency, postprocess, table
     4  inference/  Inference: predict on images and videos, sources, results, export.
                    export, predictor, results, sources
     4  training/   Training: assigner, loss, optimizer, the reference step, the engine, the run.
-                   assign, config, engine, graphstep, loss, optim, runfolder, step, trainer,
-                   trainsetup
+                   assign, config, engine, finetune, graphstep, loss, optim, runfolder, step,
+                   trainer, trainsetup
     5  study/      The paper's experiments: retention, gradients, paired runs, ablations, claims.
                    ablation, claims, compare, gelan_study, gradients, paired, retention,
                    retention_measures, runs, stacks, statistics

@@ -6,8 +6,10 @@ file only dispatches, importing lazily so that
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
+import warnings
 
 # command -> (module, function taking argv, one-line help)
 COMMANDS = {
@@ -41,14 +43,32 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def user_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as a user reads it on the command line: ``warning: <message>``, without the
+    file path and source line of the library code that issued it."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    original = warnings.formatwarning
+    warnings.formatwarning = user_warning
+    try:
+        return dispatch(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        warnings.formatwarning = original
+
+
+def dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        print(f"yolov9lite: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        close = difflib.get_close_matches(command, list(COMMANDS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        print(f"yolov9lite: unknown command {command!r}{hint}\n"
+              f"commands: {', '.join(COMMANDS)} (yolov9lite --help describes them)",
+              file=sys.stderr)
         return 2
     module_name, func_name, _ = COMMANDS[command]
     try:

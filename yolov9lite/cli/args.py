@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import functools
 import inspect
 import os
+import re
 import signal
 import sys
 import threading
@@ -48,26 +50,70 @@ from ..utils.safe_pickle import CheckpointError
 
 # --------------------------------------------------------------------------- parser
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows every default, once: skips ``None``/``False`` defaults and help that already says
-    "default"; keeps the description's line breaks (docstrings are written as paragraphs)."""
+    """Shows every default, once: ``none`` for an option without one, ``(required)`` for a
+    required one; plain switches (off unless given) and help that already says "default"
+    are left as they are; reST markup becomes plain text; keeps the description's line breaks (docstrings are written as paragraphs)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "%(default)" in text or "default" in text.lower() or action.required:
+        text = plain_text(action.help or "")
+        if action.required:
+            return text + " (required)"
+        if "%(default)" in text or "default" in text.lower():
             return text
-        if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
-            return text
+        if action.default is argparse.SUPPRESS or not action.option_strings or action.nargs == 0 \
+                and not isinstance(action, argparse.BooleanOptionalAction):
+            return text  # --help, positionals, plain switches (off unless given)
+        if isinstance(action, argparse.BooleanOptionalAction):
+            shown = {True: "True", False: "False", None: "decided at run time"}[action.default]
+            return f"{text} (default: {shown})"
+        if action.default is None:
+            return text + " (default: none)"
         return text + " (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` with short errors: the error line, a "did you mean" for a misspelt flag,
+    and a one-line hint instead of the whole usage block (``--help`` still shows everything)."""
+
+    def parse_args(self, args=None, namespace=None):
+        # unknown flags first: a misspelt --weigths should not be reported as "--weights is
+        # required" (argparse checks required options before it names unknown ones)
+        args = list(sys.argv[1:] if args is None else args)
+        known = list(self._option_string_actions)
+        unknown = [a for a in args if a.startswith("--") and a != "--"
+                   and not any(k.startswith(a.split("=")[0]) for k in known)]
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return super().parse_args(args, namespace)
+
+    def error(self, message: str):
+        hint = ""
+        if message.startswith("unrecognized arguments:"):
+            flags = [a for a in message.split(":", 1)[1].split() if a.startswith("-")]
+            close = [m for f in flags for m in
+                     difflib.get_close_matches(f.split("=")[0], list(self._option_string_actions),
+                                               n=1, cutoff=0.6)]
+            hint = f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
+        self.exit(2, f"usage: {self.prog} [options] ('{self.prog} --help' lists them)\n"
+                     f"{self.prog}: error: {message}{hint}\n")
 
 
 def make_parser(prog: str, description: str | None = None, **kwargs) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` with the shared help style; ``prog`` is e.g. ``"yolov9lite val"``."""
     kwargs.setdefault("formatter_class", HelpFormatter)
-    return argparse.ArgumentParser(prog=prog, description=_dedent(description), **kwargs)
+    return Parser(prog=prog, description=_dedent(description), **kwargs)
 
 
 def _dedent(text: str | None) -> str | None:
-    return inspect.cleandoc(text) if text else text
+    return plain_text(inspect.cleandoc(text)) if text else text
+
+
+def plain_text(text: str) -> str:
+    """reST markup as plain text for a terminal: ``:func:`~a.b.c``` -> ``c``, ``:mod:`a.b``` ->
+    ``a.b``, double and single backticks dropped."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1]
+                  if m.group(0).count("~") else m.group(1), text)
+    return text.replace("``", "").replace("`", "")
 
 
 def positive_int(text: str) -> int:
@@ -209,7 +255,7 @@ def run_cli(prog: str, interrupted: str | Callable[[], str] = "interrupted"):
 
 
 __all__ = [
-    "HelpFormatter", "Terminated", "add_batch", "add_device", "add_img", "add_nms", "add_project",
-    "add_weights", "error_line", "image_size", "make_parser", "positive_int", "run_cli",
-    "unit_float",
+    "HelpFormatter", "Parser", "Terminated", "add_batch", "add_device", "add_img", "add_nms",
+    "add_project", "add_weights", "error_line", "image_size", "make_parser", "plain_text",
+    "positive_int", "run_cli", "unit_float",
 ]

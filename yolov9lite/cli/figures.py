@@ -37,7 +37,7 @@ import yaml
 
 from ..report.viz import repo_root  # where output folders are decided
 from ..study.claims import write_summary
-from .args import HelpFormatter
+from .args import make_parser
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 KERNEL = "python3"  # ipykernel's spec inside the environment; jupyter_client runs sys.executable
@@ -202,8 +202,7 @@ def build_parameters(nb: Path, fig_dir: Path, full: bool | str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="yolov9lite figures", description=__doc__.split("\n")[0],
-                                     formatter_class=HelpFormatter)
+    parser = make_parser("yolov9lite figures", __doc__.split("\n")[0])
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="run only notebooks whose name contains NAME (repeatable)")
     parser.add_argument("--out", default=None, help="where figures and tables go (default: "

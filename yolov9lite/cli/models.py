@@ -1,14 +1,13 @@
 """``yolov9lite models``: the model-zoo table (:func:`yolov9lite.nn.complexity.model_zoo_table`)."""
 from __future__ import annotations
 
-import argparse
-
 from ..nn.complexity import format_model_table, model_zoo_table
+from .args import make_parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """``yolov9lite models``: the model-zoo table."""
-    parser = argparse.ArgumentParser(prog="yolov9lite models", description=main.__doc__)
+    parser = make_parser("yolov9lite models", main.__doc__)
     parser.add_argument("names", nargs="*", help="models to show (default: the ten official ones)")
     parser.add_argument("--img", type=int, default=640, help="image side for GFLOPs (default 640)")
     args = parser.parse_args(argv)

@@ -162,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     """``yolov9lite train``: parse the arguments and call :func:`train`."""
     config, explicit = parse_train_args(argv)
     try:
-        if config.resume:  # the flags given, not only those that differ from the defaults
+        # the flags given, not only those that differ from the defaults: a resume refuses
+        # changed ones, and --weights without --model builds the model the weights hold
+        if config.resume or config.weights:
             train_resolved(config, None, explicit)
         else:
             train(config)

@@ -8,7 +8,6 @@ runs :func:`yolov9lite.evaluation.coco_eval.evaluate` (protocol of the official 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from ..evaluation.coco_eval import (
     load_gt_dict,
     load_weights,
 )
+from ..evaluation.table import format_metrics_table, write_per_class_csv
 from ..report.plots import save_validation_plots
 from ..utils.errors import InputError
 from ..utils.paths import increment_path
@@ -40,38 +40,12 @@ from .args import (
 )
 
 
-def per_class_rows(metrics: dict, gt_dict: dict, cat_ids: list[int], names: list[str]) -> list[dict]:
-    """One row per class present in the ground truth: images, instances, AP50, AP.
-
-    Classes without any ground-truth box are left out (pycocotools reports -1 for them, which
-    reads like a result; the CLI names them in one line instead)."""
-    images, instances = {c: set() for c in cat_ids}, dict.fromkeys(cat_ids, 0)
-    for a in gt_dict.get("annotations", []):
-        if a["category_id"] in instances:
-            instances[a["category_id"]] += 1
-            images[a["category_id"]].add(a["image_id"])
-    rows = []
-    for c, name in zip(cat_ids, names):
-        if instances[c] == 0:
-            continue
-        rows.append({"class": str(name), "images": len(images[c]), "instances": instances[c],
-                     "AP50": round(metrics["per_class_AP50"].get(c, 0.0), 4),
-                     "AP": round(metrics["per_class_AP"].get(c, 0.0), 4)})
-    return rows
-
-
-def _write_rows_csv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["class", "images", "instances", "AP50", "AP"])
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 @run_cli("yolov9lite val")
 def main(argv: list[str] | None = None) -> int:
     """``yolov9lite val --weights W [--data D]``: COCO evaluation of a checkpoint.
 
-    Prints the 12-line COCO summary and a per-class table; writes runs/val/exp (exp2, ...) with
+    Prints the 12-line COCO summary and the metrics table (Class Images Instances P R mAP50
+    mAP50-95: the all row, then one row per class); writes runs/val/exp (exp2, ...) with
     metrics.json, per_class.csv, the PR/F1 curves and the confusion matrix."""
     ap = make_parser("yolov9lite val", main.__doc__)
     add_weights(ap, help="checkpoint to evaluate: ours or an official YOLOv9/GELAN .pt")
@@ -122,12 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_coco_summary(metrics))
     cat_ids = category_ids_for(cfg, gt_dict)
     names = list(cfg["names"])
-    rows = per_class_rows(metrics, gt_dict, cat_ids, names)
-    width = max([len(r["class"]) for r in rows] + [5])
-    print(f"\n{'class':<{width}}  {'images':>6}  {'boxes':>6}  {'AP50':>6}  {'AP':>6}")
-    for r in rows:
-        print(f"{r['class']:<{width}}  {r['images']:>6}  {r['instances']:>6}  {r['AP50']:6.3f}  "
-              f"{r['AP']:6.3f}")
+    rows = metrics["classes"]
+    print("\n" + format_metrics_table(rows, metrics["all"]))
     absent = [n for n, c in zip(names, cat_ids) if c not in {a["category_id"] for a in
                                                           gt_dict.get("annotations", [])}]
     if absent:
@@ -137,11 +107,12 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{k[:-3]} {v:.1f} ms" for k, v in metrics["speed"].items()))
 
     summary = {k: metrics[k] for k in METRIC_KEYS}
-    summary.update(per_class=rows, n_images=metrics["n_images"],
+    summary.update(all=metrics["all"], per_class=rows, conf_best_f1=metrics["conf_best_f1"],
+                   n_images=metrics["n_images"],
                    n_detections=metrics["n_detections"], speed=metrics["speed"],
                    args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
     (save_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
-    _write_rows_csv(rows, save_dir / "per_class.csv")
+    write_per_class_csv(rows, save_dir / "per_class.csv")
     if args.plots:
         with open(json_path) as f:
             records = json.load(f)
@@ -154,4 +125,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["main", "per_class_rows"]
+__all__ = ["main"]

@@ -37,6 +37,7 @@ from ..data import build_dataloader, dataset_to_coco, load_data_config
 from ..utils.runtime import select_device
 from ..weights.checkpoint import load_model
 from .postprocess import non_max_suppression, scale_boxes
+from .table import all_row, per_class_rows, precision_recall_at_best_f1
 
 # Contiguous COCO class index (0..79, the order of coco.yaml) -> official COCO category id (1..90).
 # The 10 ids 12, 26, 29, 30, 45, 66, 68, 69, 71, 83 were defined in the COCO paper but have no
@@ -110,6 +111,7 @@ def _zero_metrics(cat_ids) -> dict:
     out = {k: 0.0 for k in METRIC_KEYS}
     out["per_class_AP"] = {c: 0.0 for c in cat_ids}
     out["per_class_AP50"] = {c: 0.0 for c in cat_ids}
+    out.update(per_class_P={}, per_class_R={}, conf_best_f1=0.0)
     return out
 
 
@@ -213,6 +215,7 @@ def coco_metrics(
         ev.summarize()
     out = {k: float(v) for k, v in zip(METRIC_KEYS, ev.stats[:12])}
     out.update(_per_class_ap(ev.eval["precision"], list(ev.params.catIds)))
+    out.update(precision_recall_at_best_f1(ev.eval, list(ev.params.catIds), ev.params.recThrs))
     return out
 
 
@@ -318,7 +321,9 @@ def evaluate(
             (:func:`yolov9lite.report.plots.save_run_plots`): ``records`` (the detections as COCO
             results records), ``cat_ids`` (category id of each class index), ``gt_dict``.
 
-    Returns the dict of :func:`coco_metrics` plus ``per_class`` (``{class name: AP}``),
+    Returns the dict of :func:`coco_metrics` plus the rows of the metrics table
+    (:mod:`yolov9lite.evaluation.table`: ``classes``, one dict per class present, and ``all``),
+    ``per_class`` (``{class name: AP}``),
     ``per_class_AP50_by_name``, ``n_images``, ``n_detections`` and ``speed``
     (ms per image for pre-processing, inference, and NMS + box scaling).
     """
@@ -336,8 +341,13 @@ def evaluate(
         warnings.warn("evaluate: the validation loader yielded no images", RuntimeWarning,
                       stacklevel=2)
     metrics = coco_metrics(gt_dict, records, backend=backend, img_ids=image_ids)
-    _add_names_and_speed(metrics, _class_names(cfg, cat_ids), cat_ids, len(image_ids),
-                         len(records), seconds)
+    names = _class_names(cfg, cat_ids)
+    _add_names_and_speed(metrics, names, cat_ids, len(image_ids), len(records), seconds)
+    seen = set(image_ids)  # the table counts the evaluated images' boxes
+    evaluated = {"annotations": [a for a in gt_dict.get("annotations", [])
+                                 if a["image_id"] in seen]}
+    metrics["classes"] = per_class_rows(metrics, evaluated, cat_ids, names)
+    metrics["all"] = all_row(metrics, metrics["classes"], len(image_ids))
     if verbose:
         print_coco_summary(metrics)
     if keep_records:

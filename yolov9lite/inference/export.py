@@ -24,7 +24,9 @@ Formats and files:
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import io
+import json
 import math
 import os
 import tempfile
@@ -89,6 +91,38 @@ def export_onnx(model, x: torch.Tensor, path: Path, dynamic: bool, opset: int | 
         torch.onnx.export(model, (x,), str(path), dynamo=True, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME], dynamic_shapes=_dynamic_batch(dynamic),
                           external_data=False, **kwargs)
+
+
+def onnx_metadata(model, imgsz: int, batch: int, dynamic: bool) -> dict[str, str]:
+    """What a runtime needs besides the graph, as ONNX ``metadata_props`` (strings): class
+    names (JSON ``{index: name}``), stride, input size, task, model name, batch and our version."""
+    names = list(getattr(model, "names", None) or [str(i) for i in range(getattr(model, "nc", 0))])
+    strides = getattr(model, "strides", (8, 16, 32))
+    try:
+        version = importlib.metadata.version("yolov9lite")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"names": json.dumps(dict(enumerate(names))), "stride": str(int(max(strides))),
+            "imgsz": json.dumps([imgsz, imgsz]), "task": "detect",
+            "model": str(getattr(model, "name", "model")), "batch": "dynamic" if dynamic
+            else str(batch), "author": "yolov9lite", "version": version,
+            "output": "(batch, 4 + nc, anchors): centre-xywh boxes in input pixels, then class "
+                      "probabilities; NMS not included"}
+
+
+def add_onnx_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Write ``metadata`` into the model's ``metadata_props`` (onnxruntime:
+    ``session.get_modelmeta().custom_metadata_map``), atomically."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, path)
 
 
 def export_torchscript(model, x: torch.Tensor, path: Path, dynamic: bool):
@@ -171,6 +205,7 @@ def export(model_or_weights, format: str = "onnx", imgsz: int = 640, batch: int 
         with torch.no_grad():
             if format == "onnx":
                 export_onnx(model, x, tmp, dynamic, opset)
+                add_onnx_metadata(tmp, onnx_metadata(model, imgsz, batch, dynamic))
             elif format == "torchscript":
                 export_torchscript(model, x, tmp, dynamic)
             else:
@@ -217,5 +252,5 @@ def check_export(model, path: str | os.PathLike, imgsz: int, batch: int = 1, see
     return float((got - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
 
 
-__all__ = ["FORMATS", "ExportError", "check_export", "check_output_name", "example_input", "export",
-           "load_exported"]
+__all__ = ["FORMATS", "ExportError", "add_onnx_metadata", "check_export", "check_output_name",
+           "example_input", "export", "load_exported", "onnx_metadata"]

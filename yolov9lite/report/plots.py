@@ -219,12 +219,14 @@ def plot_conf_curve(c: dict, names: list[str], key: str = "f1_conf", path=None,
 
 def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path=None, normalize: bool = True,
                           max_classes: int = 30):
-    """Columns (true classes) normalised to 1 by default; over ``max_classes`` classes only the
-    most frequent are shown (plus background)."""
+    """Columns (true classes) normalised to 1 by default. Over ``max_classes`` classes, the
+    classes that never occur (neither as truth nor as prediction) are left out and the title
+    says how many are shown: every class present is always drawn (plus background)."""
     k = len(names)
     keep = list(range(k))
     if k > max_classes:
-        keep = sorted(np.argsort(-matrix[:, :k].sum(0), kind="stable")[:max_classes].tolist())
+        used = matrix[:k, :k].sum(0) + matrix[:k, :k].sum(1) + matrix[k, :k] + matrix[:k, k]
+        keep = np.flatnonzero(used > 0).tolist() or keep
     rows = keep + [k]
     m = matrix[np.ix_(rows, rows)].astype(float)
     if normalize:
@@ -234,10 +236,12 @@ def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path=None, norma
     fig = _figure(size + 1.2, size)
     ax = fig.subplots()
     image = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    tick = 7 if len(labels) <= 40 else 5
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=tick)
+    ax.set_yticks(range(len(labels)), labels, fontsize=tick)
+    shown = "" if len(keep) == k else f", the {len(keep)} of {k} classes present"
     ax.set(xlabel="true", ylabel="predicted",
-           title=f"confusion matrix (conf > {CM_CONF}, IoU >= {CM_IOU})")
+           title=f"confusion matrix (conf > {CM_CONF}, IoU >= {CM_IOU}{shown})")
     ax.title.set_fontsize(9)
     ax.grid(False)
     if len(labels) <= 15:
@@ -259,9 +263,12 @@ def plot_labels(classes: np.ndarray, boxes: np.ndarray, names: list[str], path=N
     ax_hist, ax_xy, ax_wh = fig.subplots(1, 3)
     counts = np.bincount(classes, minlength=len(names))[:len(names)]
     ax_hist.bar(range(len(names)), counts, color="#1f77b4")
-    if len(names) <= 30:
-        ax_hist.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    ax_hist.set(ylabel="instances", title=f"{len(classes)} boxes, {len(names)} classes")
+    if len(names) <= 100:
+        ax_hist.set_xticks(range(len(names)), names, rotation=90,
+                           fontsize=7 if len(names) <= 30 else 4)
+    present = int((counts > 0).sum())
+    ax_hist.set(ylabel="instances",
+                title=f"{len(classes)} boxes, {present} of {len(names)} classes present")
     bins = 50
     if len(boxes):
         ax_xy.hist2d(boxes[:, 0], boxes[:, 1], bins=bins, range=[[0, 1], [0, 1]], cmap="Blues")

@@ -84,6 +84,12 @@ class TrainConfig:
     model: str = _opt("gelan-nano", "preset name (yolov9lite models lists them)")
     data: str | dict = field(default="synthetic", metadata={
         "help": "data yaml, or 'synthetic' (generated offline)"})
+    weights: str | None = _opt(None, "start from these weights (fine-tuning): our checkpoint or "
+                               "an official YOLOv9/GELAN .pt; tensors whose name and shape match "
+                               "are copied, the rest (the class layers on another class count) "
+                               "is initialised afresh; without --model, the model they hold")
+    freeze: int = _opt(0, "freeze the first N layers of the official layer numbering (official "
+                       "--freeze; e.g. 10 = the backbone of yolov9-c, 9 of gelan-c)")
     epochs: int = _opt(100, "epochs to train")
     batch_size: int = _opt(16, "total batch size over all GPUs",
                            flags=("--batch", "--batch-size"))
@@ -131,6 +137,8 @@ class TrainConfig:
             self.schedule = Schedule(**self.schedule)
         self.data = plain_python(self.data)
         self.device, self.project = str(self.device), str(self.project)  # e.g. torch.device, Path
+        if self.weights is not None:
+            self.weights = str(self.weights)
         if self.resume is not None and not isinstance(self.resume, bool):
             self.resume = str(self.resume)
         if self.hyp is not None:
@@ -144,7 +152,8 @@ class TrainConfig:
         """Refuse settings that would crash later or train on garbage: one TrainError naming
         the option (its command-line flag) and what is allowed. Called at construction."""
         for name, low in (("epochs", 1), ("batch_size", 1), ("imgsz", 32), ("workers", 0),
-                          ("close_mosaic", 0), ("val_interval", 0), ("max_nonfinite", 1)):
+                          ("close_mosaic", 0), ("val_interval", 0), ("max_nonfinite", 1),
+                          ("freeze", 0)):
             _check_int(self, name, low)
         if self.imgsz % 32:
             raise TrainError(f"{flag_of('imgsz')} {self.imgsz}: must be a multiple of 32 "

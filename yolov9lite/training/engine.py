@@ -375,10 +375,20 @@ def validate(state: State, data_cfg: dict, val_loader, gt, cfg: TrainConfig,
     float32 weights are evaluated in place, unchanged. ``keep_records``: the result also holds
     ``detections`` (``records``, ``cat_ids``, ``gt_dict`` of the pass) for the run's plots."""
     model = state.ema.module if state.ema else state.model
-    metrics = evaluate(model, data_cfg, imgsz=cfg.imgsz, batch_size=cfg.batch_size * 2,
-                       half=device.type == "cuda", device=device, dataloader=val_loader, gt=gt,
-                       backend=cfg.val_backend, keep_records=keep_records)
-    out = {f"metrics/{k}": float(metrics[k]) for k in ("AP50", "AP", "AP75", "APS", "APM", "APL")}
+    # a progress bar over the validation batches (it goes away when done: the table stays)
+    progress = tqdm(val_loader, desc="  val", unit="batch", leave=False, dynamic_ncols=True,
+                    disable=not cfg.verbose)
+    try:
+        metrics = evaluate(model, data_cfg, imgsz=cfg.imgsz, batch_size=cfg.batch_size * 2,
+                           half=device.type == "cuda", device=device, dataloader=progress, gt=gt,
+                           backend=cfg.val_backend, keep_records=keep_records)
+    finally:
+        progress.close()
+    out = {"metrics/P": float(metrics["all"]["P"]), "metrics/R": float(metrics["all"]["R"])}
+    out.update({f"metrics/{k}": float(metrics[k])
+                for k in ("AP50", "AP", "AP75", "APS", "APM", "APL")})
+    out["table"] = {"classes": metrics["classes"], "all": metrics["all"],
+                    "conf_best_f1": metrics["conf_best_f1"]}  # printed, not logged as a scalar
     if keep_records:
         out["detections"] = {k: metrics[k] for k in ("records", "cat_ids", "gt_dict")}
     return out

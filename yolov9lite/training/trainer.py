@@ -62,6 +62,8 @@ from pathlib import Path
 
 import torch
 
+from ..data import DetectionDataset, dataset_to_coco
+from ..evaluation.table import format_metrics_table, write_metrics_files
 from ..report.plots import save_run_plots
 from ..utils.runtime import (
     DistInfo,
@@ -88,6 +90,7 @@ from .engine import (
     train_one_epoch,
     validate,
 )
+from .finetune import freeze_layers, load_source, source_model_name, transfer_weights
 from .loss import DetectionLoss
 from .optim import short_run_warning, warmup_iters
 from .runfolder import (
@@ -149,10 +152,15 @@ def train_resolved(cfg: TrainConfig, callbacks: dict | None, explicit: set[str])
         device = training_device(cfg.device)
     except ValueError as err:
         raise TrainError(f"--device {cfg.device!r}: {err}") from err
+    source = None
+    if cfg.weights and checkpoint is None:  # a resume's weights are in its checkpoint
+        source = load_source(cfg.weights)
+        if "model" not in explicit:  # as the official code: the model the weights hold
+            cfg = replace(cfg, model=source_model_name(source, cfg.weights))
     dist_info = setup_distributed(device)
     run = None
     try:
-        run = prepare_run(cfg, device, dist_info, checkpoint, save_dir, callbacks)
+        run = prepare_run(cfg, device, dist_info, checkpoint, save_dir, callbacks, source)
         return run_training(run)
     finally:
         if run is not None:
@@ -250,12 +258,15 @@ def check_resume_overrides(saved: TrainConfig, requested: TrainConfig, explicit:
 
 # --------------------------------------------------------------------------- setup
 def prepare_run(cfg: TrainConfig, device: torch.device, dist_info: DistInfo,
-                checkpoint: dict | None, save_dir: Path | None, callbacks: dict | None) -> Run:
-    """Everything before the first epoch: seeds, checks, loaders, model, state, run folder."""
+                checkpoint: dict | None, save_dir: Path | None, callbacks: dict | None,
+                source: torch.nn.Module | None = None) -> Run:
+    """Everything before the first epoch: seeds, checks, loaders, model (with the ``source``
+    weights of a fine-tuning run, and its frozen layers), state, run folder."""
     # Model init is seeded identically on every rank (DDP also broadcasts rank 0's weights);
     # augmentation is seeded per rank and per epoch (set_loader_epoch).
     seed_everything(cfg.seed, cfg.deterministic)
     data_cfg, model = check_inputs(cfg, dist_info, checkpoint)
+    start_from_weights(cfg, model, source, dist_info.main and cfg.verbose)
     if cfg.channels_last is None:
         cfg = replace(cfg, channels_last=device.type == "cuda")
     try:
@@ -284,6 +295,27 @@ def prepare_run(cfg: TrainConfig, device: torch.device, dist_info: DistInfo,
     return run
 
 
+def start_from_weights(cfg: TrainConfig, model: torch.nn.Module, source: torch.nn.Module | None,
+                       verbose: bool) -> None:
+    """Fine-tuning (:mod:`yolov9lite.training.finetune`): copy the matching weights of
+    ``source``, then freeze the first ``cfg.freeze`` layers (also on a resume, before the
+    optimizer is built, so that its parameter groups are the saved ones)."""
+    if source is not None:
+        moved = transfer_weights(model, source)
+        if verbose:
+            fresh = sorted({k.rsplit(".", 2)[0] for k in moved["reinitialised_keys"]})
+            print(f"weights {cfg.weights} ({source.name}, {source.nc} classes -> {model.nc}): "
+                  f"{moved['transferred']}/{moved['total']} tensors transferred, "
+                  f"{moved['reinitialised']} initialised afresh"
+                  + (f" ({', '.join(fresh[:6])}{', ...' if len(fresh) > 6 else ''})"
+                     if fresh else ""))
+    if cfg.freeze:
+        frozen = freeze_layers(model, cfg.freeze)
+        if verbose:
+            print(f"freeze {cfg.freeze}: {len(frozen)} parameter tensors of layers "
+                  f"0-{cfg.freeze - 1} frozen")
+
+
 def run_callbacks(callbacks: dict | None, event: str, *args) -> None:
     """Call ``callbacks[event]``: one function or a list of them."""
     fns = (callbacks or {}).get(event, [])
@@ -295,6 +327,9 @@ def run_training(run: Run) -> History:
     """Train the remaining epochs of ``run``, then close it; returns the history."""
     cfg, state = run.cfg, run.state
     run.plan.last_checkpoint = run.last
+    if cfg.verbose and run.plan.dist_info.main and cfg.close_mosaic >= cfg.epochs:
+        print(f"close-mosaic {cfg.close_mosaic} >= {cfg.epochs} epochs: mosaic is off for the "
+              "whole run (lower --close-mosaic to train some epochs with it)")
     while state.epoch < cfg.epochs:
         epoch = state.epoch
         dataset = run.train_loader.dataset
@@ -320,6 +355,7 @@ def end_epoch(run: Run, record: dict) -> None:
         record.update(validate(state, run.data_cfg, run.val_loader, run.gt, cfg, run.plan.device,
                                keep_records=final and cfg.plots))
         run.detections = record.pop("detections", None)
+        run.table = record.pop("table", None)
         record["fitness"] = fitness(record)
     warn_if_exploding(state.history, record)
     check_weights_finite(run, epoch)
@@ -336,8 +372,11 @@ def end_epoch(run: Run, record: dict) -> None:
             if isinstance(v, (int, float)) and k != "epoch":
                 run.writer.add_scalar(k, v, epoch + 1)
     if cfg.verbose and "fitness" in record:
-        print(f"epoch {epoch + 1}/{cfg.epochs}: mAP50 {record['metrics/AP50']:.4f} "
-              f"mAP50:95 {record['metrics/AP']:.4f} (EMA), {record['images_per_s']:.1f} img/s")
+        print(f"epoch {epoch + 1}/{cfg.epochs}: validation of the EMA model, "
+              f"{record['images_per_s']:.1f} img/s training\n"
+              + format_metrics_table(run.table["classes"], run.table["all"], per_class=final))
+    if final and run.table is not None:
+        write_metrics_files(run.save_dir, run.table, record)
     run_callbacks(run.callbacks, "on_epoch_end", state.history)
 
 
@@ -384,12 +423,15 @@ def finish_run(run: Run) -> History:
 
 def save_plots(run: Run) -> None:
     """Rank 0, at the end: the run's figures (:func:`yolov9lite.report.plots.save_run_plots`).
-    ``results.png``; ``labels.jpg`` from the validation labels (the ones already in memory as
-    COCO json); ``train_batch0..2.jpg`` from the training loader as it is at the end (mosaic
+    ``results.png``; ``labels.jpg`` from the training labels (the loader's scan, with the class
+    names and the number of classes present); ``train_batch0..2.jpg`` from the training loader as it is at the end (mosaic
     closed for the last ``close_mosaic`` epochs); the PR/F1/P/R curves and confusion matrices
     from the final validation's detections (kept by :func:`yolov9lite.training.engine.validate`, no
     second pass); also as TensorBoard images when TensorBoard logs."""
     found = run.detections or {}
+    dataset = run.train_loader.dataset  # labels.jpg shows the labels the model trains on
+    train_gt = dataset_to_coco(dataset) if isinstance(dataset, DetectionDataset) else None
     save_run_plots(run.save_dir, run.names, gt=found.get("gt_dict"), dets=found.get("records"),
-                   cat_ids=found.get("cat_ids"), train_loader=run.train_loader,
+                   cat_ids=found.get("cat_ids") or getattr(dataset, "category_ids", None),
+                   train_gt=train_gt, train_loader=run.train_loader,
                    history=run.state.history, tb_writer=run.writer, step=run.cfg.epochs)

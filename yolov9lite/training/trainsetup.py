@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import build_dataloader, dataset_to_coco, load_data_config
+from ..data import DetectionDataset, build_dataloader, dataset_to_coco, load_data_config
 from ..nn.models import BASELINES, PRESETS, build_model
 from ..utils.accel import prepare_model, setup_backends
 from ..utils.runtime import DistInfo
@@ -54,6 +54,7 @@ class Run:
     resumed: bool = False
     lock: Path | None = None  # the run folder's train.lock while this process trains in it
     detections: dict | None = None  # the final validation's records, for the run's plots
+    table: dict | None = None  # the last validation's metrics table (rows, all row)
 
     @property
     def last(self) -> Path | None:
@@ -132,8 +133,11 @@ def build_loaders(cfg: TrainConfig, data_cfg: dict, dist_info: DistInfo):
             val_loader = build_dataloader(data_cfg, "val", cfg.imgsz, cfg.batch_size * 2,
                                           cfg.workers, augment=False, rect=True, shuffle=False,
                                           seed=cfg.seed, cache_images=cfg.cache_images)
-            gt = data_cfg["val_json"] if data_cfg.get("val_json") else dataset_to_coco(data_cfg,
-                                                                                      "val")
+            # the loader's dataset gives the ground truth: no second scan (nor its summary and
+            # notes printed twice)
+            scanned = val_loader.dataset
+            gt = data_cfg["val_json"] if data_cfg.get("val_json") else dataset_to_coco(
+                scanned if isinstance(scanned, DetectionDataset) else data_cfg, "val")
     except (OSError, ValueError, KeyError) as err:
         raise TrainError(f"data {cfg.data!r}: {err}") from err
     n_train = len(train_loader.dataset)
