@@ -177,3 +177,19 @@ def test_parameter_check_follows_the_parameters_cell(nb_path):
     params = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
     assert all(i == params + 1 for i in where), \
         f"{nb_path.name}: check_parameters() must be in the cell right after the parameters cell"
+
+
+@pytest.mark.timeout(300)
+def test_notebook06_refuses_a_run_too_short_to_learn(tmp_path):
+    """``-p epochs 1`` stops in the parameter check with the reason and an epoch count that
+    works, before any data is generated or any training starts."""
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        pm.execute_notebook(str(NB_DIR / "06_train_coco.ipynb"), str(tmp_path / "06.ipynb"),
+                            parameters={"epochs": 1, "fig_dir": str(tmp_path / "figs")},
+                            kernel_name="python3", cwd=str(NB_DIR), progress_bar=False)
+    err = info.value
+    assert err.ename == "ParameterError"
+    assert "epochs=1" in err.evalue and "-p epochs 14" in err.evalue
+    assert not (tmp_path / "figs").exists()  # refused before anything was written

@@ -37,6 +37,7 @@ import yaml
 
 from ..report.viz import repo_root  # where output folders are decided
 from ..study.claims import write_summary
+from ..utils.paths import temp_beside
 from .args import make_parser
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -153,14 +154,8 @@ def publish(stage: Path, out: Path) -> None:
         if dst.is_file() and dst.read_bytes() == data:
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, dst)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with temp_beside(dst) as fh:
+            fh.write(data)
 
 
 def run_and_publish(nb: Path, out: Path, runs: Path, full: bool | str, kernel: str,

@@ -19,11 +19,9 @@ annotated copy is written. Weights given as a path are loaded with
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -33,6 +31,7 @@ import torch
 from ..data.augment import letterbox
 from ..evaluation.postprocess import non_max_suppression, scale_boxes
 from ..utils.errors import InputError
+from ..utils.paths import temp_beside
 from ..utils.runtime import select_device
 from ..weights.checkpoint import load_model
 from .results import Results
@@ -251,15 +250,8 @@ class RunWriter:
 
     def finish(self) -> Path:
         path = self.dir / "detections.json"
-        fd, tmp = tempfile.mkstemp(prefix=".detections.", suffix=".json.tmp", dir=self.dir)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(self.records, indent=1))
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with temp_beside(path, "w") as f:
+            f.write(json.dumps(self.records, indent=1))
         return path
 
 

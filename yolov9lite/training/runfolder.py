@@ -23,14 +23,13 @@ import json
 import os
 import shutil
 import socket
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from ..utils.paths import increment_path
+from ..utils.paths import increment_path, temp_beside
 from ..weights.checkpoint import save_checkpoint
 from .config import TrainError
 
@@ -177,21 +176,6 @@ def write_csv(path: Path, history: list[dict]) -> None:
         writer = csv.DictWriter(f, keys)
         writer.writeheader()
         writer.writerows(history)
-
-
-@contextlib.contextmanager
-def temp_beside(path: Path, mode: str = "wb", **kwargs):
-    """A new file (``mkstemp``: O_EXCL, so never a planted symlink) next to ``path``, opened in
-    ``mode``; renamed over ``path`` when the block ends without an error, else removed."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def tensorboard_writer(save_dir: Path, enabled: bool):

@@ -2,11 +2,14 @@
 
 * :func:`increment_path` -- a new output folder per run: ``runs/predict/exp``, ``exp2``, ...;
 * :func:`refuse_overwrite` -- an output may never be one of the inputs;
-* :func:`refuse_inside` -- an output folder may never lie inside a source folder.
+* :func:`refuse_inside` -- an output folder may never lie inside a source folder;
+* :func:`temp_beside` -- a file written whole or not at all (a new temporary file, then a rename).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import InputError
@@ -74,3 +77,18 @@ def refuse_inside(folder: str | os.PathLike, sources, flag: str = "--project") -
 
 
 __all__ = ["increment_path", "refuse_inside", "refuse_overwrite"]
+
+
+@contextlib.contextmanager
+def temp_beside(path: Path, mode: str = "wb", **kwargs):
+    """A new file (``mkstemp``: O_EXCL, so never a planted symlink) next to ``path``, opened in
+    ``mode``; renamed over ``path`` when the block ends without an error, else removed."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
