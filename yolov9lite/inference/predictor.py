@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..data.augment import letterbox
 from ..evaluation.postprocess import non_max_suppression, scale_boxes
@@ -286,7 +287,9 @@ def _video(detector: Detector, frames, source: Path | str, writer: RunWriter, st
     out_path.parent.mkdir(parents=True, exist_ok=True)
     video, count, objects = None, 0, 0
     try:
-        for index, frame, fps in frames:
+        # a bar per video on a terminal (frames, rate); none in logs and pipes (disable=None)
+        for index, frame, fps in tqdm(frames, desc=str(source), unit="frame", leave=False,
+                                      disable=None):
             (result,) = detector([frame], [str(source)], [index])
             if video is None and not writer.args.nosave:
                 h, w = frame.shape[:2]
