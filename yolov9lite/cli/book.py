@@ -20,7 +20,6 @@ executed again) and sphinx-book-theme, configured in the repository's ``book/`` 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from ..report.viz import repo_root
 from ..study.claims import fmt as claims_fmt
-from .args import HelpFormatter
+from .args import make_parser
 from .figures import DEFAULT_SCALE, scale_folders
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -410,8 +409,7 @@ def build(src: Path, html: Path, strict: bool = False, conf_dir: Path | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="yolov9lite book", description=__doc__.split("\n")[0],
-                                     formatter_class=HelpFormatter)
+    parser = make_parser("yolov9lite book", __doc__.split("\n")[0])
     parser.add_argument("--scale", default=DEFAULT_SCALE,
                         help="which run of `yolov9lite figures` to show (its folders)")
     parser.add_argument("--runs", default=None, help="executed notebooks (default: the scale's "

@@ -2,14 +2,14 @@
 verdict), e.g. ``figures`` against ``runs/gpu-hour``."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..study.compare import compare_table, read_ledgers
+from .args import make_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="yolov9lite claims", description="claims ledgers")
+    parser = make_parser("yolov9lite claims", "claims ledgers")
     sub = parser.add_subparsers(dest="action", required=True)
     cmp = sub.add_parser("compare", help="two ledgers side by side: estimate, interval, verdict")
     cmp.add_argument("a", help="ledger file or folder (e.g. figures, runs/gpu-hour)")
