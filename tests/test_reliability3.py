@@ -558,7 +558,9 @@ def run_check_cell(notebook: Path, injected: str, monkeypatch) -> None:
     params, check = parameter_cells(notebook)
     history = [params] + ([f"# Parameters\n{injected}"] if injected else []) + [check]
     monkeypatch.setattr(nbparams, "_cell_history", lambda: history)
-    exec(compile(check, str(notebook), "exec"), {})  # noqa: S102 - the notebook's own cell
+    namespace: dict = {}  # as in the kernel: the parameters, then the injected values, then the check
+    for cell in history:
+        exec(compile(cell, str(notebook), "exec"), namespace)  # noqa: S102 - the notebook's own cells
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
