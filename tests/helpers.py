@@ -3,6 +3,7 @@ puts this folder on ``sys.path``)."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -61,3 +62,19 @@ def run_cli_cases(argvs: list[list[str]], cwd) -> list[tuple[list[str], int, str
                          capture_output=True, text=True, timeout=300, check=False, cwd=cwd)
     assert out.returncode == 0, out.stderr[-3000:]
     return [tuple(r) for r in json.loads(out.stdout.splitlines()[-1])]
+
+
+def write_yolo_split(root: Path) -> Path:
+    """Four 32x40 noise images with one box each (classes 0, 1, 0, 1), YOLO layout under
+    ``root/images/train`` and ``root/labels/train``; returns ``root``."""
+    import cv2
+    import numpy as np
+
+    img, lab = root / "images" / "train", root / "labels" / "train"
+    img.mkdir(parents=True)
+    lab.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        cv2.imwrite(str(img / f"{k:06d}.jpg"), rng.integers(0, 255, (32, 40, 3), np.uint8))
+        (lab / f"{k:06d}.txt").write_text(f"{k % 2} 0.5 0.5 0.25 0.5\n")
+    return root

@@ -8,9 +8,9 @@ import pickle
 import zipfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from helpers import write_yolo_split
 
 from yolov9lite.data import make_synthetic
 from yolov9lite.data.labels import (
@@ -48,13 +48,7 @@ def plain_pickle(path: Path, marker: Path) -> bytes:
 @pytest.fixture
 def yolo_split(tmp_path, monkeypatch):
     monkeypatch.setenv("YOLOV9LITE_CACHE_DIR", str(tmp_path / "cache"))
-    img, lab = tmp_path / "ds" / "images" / "train", tmp_path / "ds" / "labels" / "train"
-    img.mkdir(parents=True)
-    lab.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for k in range(4):
-        cv2.imwrite(str(img / f"{k:06d}.jpg"), rng.integers(0, 255, (32, 40, 3), np.uint8))
-        (lab / f"{k:06d}.txt").write_text(f"{k % 2} 0.5 0.5 0.25 0.5\n")
+    write_yolo_split(tmp_path / "ds")
     (tmp_path / "ds" / "train.txt").write_text(
         "\n".join(f"./images/train/{k:06d}.jpg" for k in range(4)) + "\n")
     return tmp_path / "ds"

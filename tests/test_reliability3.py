@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import run_cli_cases
+from helpers import run_cli_cases, write_yolo_split
 
 from yolov9lite.data.cache import encode_cache
 from yolov9lite.data.labels import scan_yolo
@@ -25,13 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def yolo_split(tmp_path, monkeypatch):
     """Four 32x40 images with one box each, YOLO layout."""
     monkeypatch.setenv("YOLOV9LITE_CACHE_DIR", str(tmp_path / "cache"))
-    img, lab = tmp_path / "ds" / "images" / "train", tmp_path / "ds" / "labels" / "train"
-    img.mkdir(parents=True)
-    lab.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for k in range(4):
-        cv2.imwrite(str(img / f"{k:06d}.jpg"), rng.integers(0, 255, (32, 40, 3), np.uint8))
-        (lab / f"{k:06d}.txt").write_text(f"{k % 2} 0.5 0.5 0.25 0.5\n")
+    write_yolo_split(tmp_path / "ds")
     return tmp_path / "ds"
 
 
