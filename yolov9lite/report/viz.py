@@ -50,7 +50,7 @@ def repo_root() -> Path:
     cwd = Path.cwd()
     if (cwd / "notebooks").is_dir():
         return cwd
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def pgi_color(label: str) -> str:

@@ -16,19 +16,25 @@ over seeds and the tables in the paper's layout are in :mod:`yolov9lite.study.ab
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from ..data import build_dataloader
+from ..data import build_dataloader, load_data_config, make_synthetic
 from ..evaluation.coco_eval import evaluate
 from ..nn import models as _models
 from ..nn.gelan import round_up8
+from ..report.viz import cpu_model, repo_root
 from ..training.loss import DetectionLoss
 from ..training.step import reference_step
 from .gradients import copy_main_branch, preserved_buffers
+from .runs import RunRecord
 
 METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")
 
@@ -244,3 +250,204 @@ def paired_differences(rows: list[dict], variant: str, baseline: str = "none",
     if not seeds:
         raise ValueError(f"no seed has both {baseline!r} and {variant!r}")
     return np.array([base[s] - var[s] for s in seeds])
+
+
+def jitter_weights(model: nn.Module, relative: float, seed: int) -> None:
+    """Multiply every parameter by ``1 + relative * e`` with ``e ~ N(0, 1)`` drawn from its own
+    generator (seeded by ``seed``), so the global random state is left as it was."""
+    g = torch.Generator().manual_seed(10_000 + seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            e = torch.randn(p.shape, generator=g, dtype=torch.float64)
+            p.mul_((1 + relative * e).to(p.dtype).to(p.device))
+
+
+def copy_shared_weights(src: nn.Module, dst: nn.Module) -> float:
+    """Copy every tensor (parameters and buffers) of ``src`` whose name and shape exist in ``dst``;
+    returns the fraction of ``dst``'s parameter elements that now equal ``src``'s."""
+    src_state, dst_state = src.state_dict(), dst.state_dict()
+    shared = {k for k, v in dst_state.items() if k in src_state and src_state[k].shape == v.shape}
+    with torch.no_grad():
+        for k in shared:
+            dst_state[k].copy_(src_state[k])
+    params = dict(dst.named_parameters())
+    total = sum(p.numel() for p in params.values())
+    return sum(params[k].numel() for k in shared if k in params) / max(total, 1)
+
+
+# --------------------------------------------------------------------------- one paired scaffold
+# Notebooks 03 (Tables 2-3) and 05 (Tables 4-5) run the same experiment, with other arms:
+#
+# * a seed is the unit. It draws its OWN synthetic data (:func:`seed_batches`), one set of initial
+#   weights and one batch order; every arm of the seed starts from those weights wherever the
+#   architectures allow (:class:`Design` ``share``) and sees those batches in that order;
+# * training runs to a plateau: AdamW (or the recipe's SGD) with a learning rate that decays
+#   linearly to zero at the last step, so the measuring point sits where the held-out curve has
+#   flattened (the reference arm records its curve to show it);
+# * the outcome is the main head's held-out loss at the end; a comparison is the per-seed
+#   difference of two arms, with a t interval over seeds (:mod:`yolov9lite.study.claims`);
+# * controls run in the same design: a **positive control** of known sign (the reference whose
+#   backbone never trains: ``Arm(freeze=("backbone.",))``) shows the experiment can see an effect,
+#   and a **null control** (the reference from initial weights jittered by float32 rounding,
+#   ``Arm(init_jitter=1e-6)``) shows its noise floor;
+# * every run is one row set of :class:`yolov9lite.study.runs.RunRecord` (``figures/runs/*.csv``),
+#   so the notebooks render verdicts from committed records and CI recomputes a sample
+#   (:func:`run_arm` runs one (arm, seed) alone and gives the same numbers as the whole grid).
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: model knobs (:class:`yolov9lite.nn.models.ModelConfig` fields, e.g.
+    ``{"pgi": "icn"}`` or ``{"block": "conv"}``) and how it trains.
+
+    ``freeze``: parameter-name prefixes that never train (a positive control: ``("backbone.",)``);
+    ``init_jitter``: initial weights multiplied by ``1 + init_jitter * N(0, 1)`` after sharing (a
+    null control); ``lead_head_guided``: Table 4's LHG; ``steps_fraction``: a shorter budget."""
+
+    knobs: dict = field(default_factory=dict)
+    freeze: tuple[str, ...] = ()
+    init_jitter: float = 0.0
+    lead_head_guided: bool = False
+
+
+@dataclass(frozen=True)
+class Design:
+    """Everything a paired experiment holds fixed across its arms and seeds.
+
+    ``share``: ``"main"`` copies the main branch of a plain model built from the seed into every
+    arm (arms that differ only in the auxiliary branch, Tables 4-5: the main branches start
+    identical); ``"shapes"`` copies every tensor whose name and shape equal those of the
+    ``reference`` knobs' model (arms whose blocks differ, Tables 2-3: stem, downsamplings, the 1x1
+    convolutions of every GELAN unit and the head are shared, each block only by its seed)."""
+
+    model: str = "gelan-nano"
+    knobs: dict = field(default_factory=dict)  # applied to every arm (e.g. a width)
+    reference: dict = field(default_factory=dict)  # knobs of the model whose weights are shared
+    share: str = "shapes"
+    steps: int = 60
+    lr: float = 3e-3
+    optimizer: str = "adamw"  # adamw | sgd (Nesterov, momentum 0.9)
+    curve_every: int = 10  # reference-arm held-out loss every this many steps (0: none)
+    num_train: int = 64
+    num_val: int = 32
+    imgsz: int = 64
+    batch_size: int = 8
+
+    def __post_init__(self):
+        if self.share not in ("main", "shapes"):
+            raise ValueError(f"Design.share must be 'main' or 'shapes', got {self.share!r}")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"Design.optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+
+
+def seed_batches(design: Design, seed: int, root: Path, device="cpu") -> tuple[list, list, int]:
+    """(training batches, held-out batches, class count) of the seed's own synthetic set
+    (:func:`yolov9lite.data.make_synthetic` with ``seed``, written under ``root``), cached in
+    memory without augmentation."""
+    cfg = load_data_config(make_synthetic(Path(root) / f"seed{seed}", num_train=design.num_train,
+                                          num_val=design.num_val, imgsz=design.imgsz, seed=seed))
+    train = cached_batches(cfg, "train", design.imgsz, design.batch_size, device)
+    val = cached_batches(cfg, "val", design.imgsz, design.batch_size, device)
+    return train, val, int(cfg["nc"])
+
+
+def _optimizer(design: Design, params):
+    if design.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=design.lr, weight_decay=0.0)
+    return torch.optim.SGD(params, lr=design.lr, momentum=0.9, nesterov=True)
+
+
+def build_arm(design: Design, arm: Arm, seed: int, num_classes: int, device="cpu") -> nn.Module:
+    """The arm's model at the seed's shared initial weights (see :class:`Design`)."""
+    torch.manual_seed(seed)
+    base = {**design.knobs, **design.reference} if design.share == "shapes" else design.knobs
+    reference = _models.build_model(design.model, num_classes=num_classes, **base).to(device)
+    torch.manual_seed(seed if design.share == "shapes" else seed + 10_000)  # + the aux branch's own
+    net = _models.build_model(design.model, num_classes=num_classes,
+                              **{**design.knobs, **arm.knobs}).to(device)
+    if design.share == "main":
+        copy_main_branch(reference, net)
+    else:
+        copy_shared_weights(reference, net)
+    if arm.init_jitter:
+        jitter_weights(net, arm.init_jitter, seed)
+    for name, p in net.named_parameters():
+        if name.startswith(tuple(arm.freeze)):
+            p.requires_grad_(False)
+    return net
+
+
+def train_arm(design: Design, arm: Arm, net: nn.Module, batches, order,
+              on_step: Callable | None = None) -> nn.Module:
+    """``len(order)`` steps of :func:`yolov9lite.training.step.reference_step` (official loss,
+    main + 0.25 auxiliary, clipping at 10), the learning rate decaying linearly to zero at the
+    last step (the measuring point is on the plateau). ``on_step(k, net)`` after step k."""
+    loss_fn = DetectionLoss(net, lead_head_guided=arm.lead_head_guided)
+    opt = _optimizer(design, [p for p in net.parameters() if p.requires_grad])
+    total = len(order)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 - k / total)
+    net.train()
+    for k, i in enumerate(order, start=1):
+        images, targets = batches[i]
+        reference_step(net, opt, loss_fn, images, targets, max_grad_norm=10.0)
+        schedule.step()
+        if on_step is not None:
+            on_step(k, net)
+    return net
+
+
+def run_arm(design: Design, label: str, arm: Arm, seed: int, data, curve: bool = False,
+            device="cpu") -> list[RunRecord]:
+    """One (arm, seed): build, train, measure. ``data`` is :func:`seed_batches`' triple.
+
+    Records: ``held-out loss`` and its parts (``box``, ``cls``, ``dfl``) at the last step, the
+    loss before training (``held-out loss at init``), and with ``curve`` the held-out loss every
+    ``design.curve_every`` steps (metric ``held-out loss curve``, ``steps`` = the step)."""
+    train, val, nc = data
+    t0 = time.perf_counter()
+    net = build_arm(design, arm, seed, nc, device)
+    init = held_out_loss(net, val)["loss"]
+    points: list[tuple[int, float]] = [(0, init)]
+
+    def measure(k, m):
+        if curve and design.curve_every and k % design.curve_every == 0 and k < design.steps:
+            points.append((k, held_out_loss(m, val)["loss"]))
+
+    train_arm(design, arm, net, train, batch_order(len(train), design.steps, seed), measure)
+    end = held_out_loss(net, val)
+    wall = time.perf_counter() - t0
+    commit, machine = _provenance()
+
+    def rec(metric, value, steps=design.steps):
+        return RunRecord(label, seed, steps, metric, float(value), commit, machine, wall)
+
+    out = [rec("held-out loss", end["loss"]), rec("held-out box", end["box"]),
+           rec("held-out cls", end["cls"]), rec("held-out dfl", end["dfl"]),
+           rec("held-out loss at init", init, 0)]
+    if curve:
+        out += [rec("held-out loss curve", v, k) for k, v in points[1:]]
+        out.append(rec("held-out loss curve", end["loss"]))
+    return out
+
+
+def paired_experiment(design: Design, arms: dict[str, Arm], seeds, root: Path,
+                      curve_arm: str | None = None, device="cpu",
+                      log: Callable[[str], None] | None = None) -> list[RunRecord]:
+    """Every arm at every seed (:func:`run_arm`), each seed on its own data; ``curve_arm`` also
+    records its held-out curve."""
+    records: list[RunRecord] = []
+    for seed in seeds:
+        data = seed_batches(design, seed, root, device)
+        for label, arm in arms.items():
+            rows = run_arm(design, label, arm, seed, data, curve=label == curve_arm, device=device)
+            records += rows
+            if log:
+                log(f"seed {seed} {label:24s} held-out loss {rows[4].value:.3f} -> "
+                    f"{rows[0].value:.3f} ({rows[0].wall_s:.1f} s)")
+    return records
+
+
+def _provenance() -> tuple[str, str]:
+    """(short commit, CPU model) for run records; the commit is empty outside a git checkout."""
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), text=True,
+                          capture_output=True, check=False)
+    return (done.stdout.strip() if done.returncode == 0 else ""), cpu_model()
