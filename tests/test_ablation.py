@@ -103,29 +103,6 @@ def test_width_knobs_make_a_thinner_main_branch():
     assert sum(p.numel() for p in thin.parameters()) < 0.5 * sum(p.numel() for p in full.parameters())
 
 
-def test_paired_runs_start_every_variant_from_the_same_main_branch():
-    g = torch.Generator().manual_seed(0)
-    batches = [(torch.rand(2, 3, 64, 64, generator=g),
-                torch.tensor([[0, 1, 0.5, 0.5, 0.4, 0.3], [1, 2, 0.3, 0.6, 0.2, 0.2]]))
-               for _ in range(2)]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        rows = paired.paired_runs("gelan-nano", {k: paired.VARIANTS[k] for k in ("none", "PFH")}, [3],
-                             batches, batches[:1], num_classes=3, steps=2, evals=2,
-                             knobs=paired.width_knobs("gelan-nano", 0.5), setting="thin")
-    finally:
-        torch.set_num_threads(threads)
-    assert [(r["variant"], r["seed"], r["setting"]) for r in rows] == [
-        ("none", 3, "thin"), ("PFH", 3, "thin")]
-    assert rows[0]["loss0"] == pytest.approx(rows[1]["loss0"], rel=1e-6)  # same main branch
-    assert all(r["loss"] == pytest.approx(r["box"] + r["cls"] + r["dfl"]) for r in rows)
-    d = paired.paired_differences(rows, "PFH", part="loss")
-    assert d.shape == (1,) and d[0] == pytest.approx(rows[0]["loss"] - rows[1]["loss"])
-    assert paired.batch_order(3, 7, seed=1) == paired.batch_order(3, 7, seed=1)
-    assert sorted(paired.batch_order(3, 6, seed=1)[:3]) == [0, 1, 2]  # every batch once per epoch
-
-
 @pytest.mark.timeout(120)
 def test_one_real_short_run(tmp_path):
     from yolov9lite.data import make_synthetic

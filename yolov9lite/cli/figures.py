@@ -16,6 +16,12 @@ Each notebook's claims ledger lands in ``figures/claims/NN_name.json``; after th
     yolov9lite figures --only 03 --full    # full scale, written under runs/full/
     yolov9lite figures --scale gpu-hour    # notebooks/params/NN_name.gpu-hour.yaml, runs/gpu-hour/
     yolov9lite figures --only 05 -p n_seeds=3   # one parameter changed (a YAML value)
+    yolov9lite figures --only 03 --recompute    # rerun the runs committed as figures/runs/*.csv
+
+Run records: the training experiments of notebooks 03, 05 and 08 take longer than a CI run, so
+their runs are committed as ``figures/runs/NN_name.csv`` (:mod:`yolov9lite.study.runs`) and the
+notebooks render figures and verdicts from them when their settings are the recorded ones;
+``--recompute`` reruns every run and rewrites those files.
 
 Matplotlib: the kernel gets Jupyter's inline backend (``MPLBACKEND`` is removed from its
 environment), so ``plt.show()`` puts each figure into the executed notebook (the book shows them);
@@ -214,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                         help="set a notebook parameter (VALUE read as YAML) in every selected "
                         "notebook that declares KEY (repeatable)")
+    parser.add_argument("--recompute", action="store_true",
+                        help="rerun the training experiments whose runs are committed as records "
+                        "(figures/runs/*.csv; notebooks with a `recompute` parameter) instead "
+                        "of rendering from those records; takes about an hour on 2 cores")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (one line per notebook only)")
     parser.add_argument("--kernel", default=KERNEL, help="Jupyter kernel name")
@@ -250,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"yolov9lite figures: -p {unknown[0]}: no selected notebook has this parameter "
                   "(see the parameters cell of each notebook)", file=sys.stderr)
             return 2
+    if args.recompute:  # only the notebooks that declare it receive it (build_parameters)
+        overrides["recompute"] = True
 
     before = _snapshot(out)
     failed, t_all = [], time.perf_counter()

@@ -2,13 +2,13 @@
 
 Two ways to ask, both used by notebook ``05_ablations.ipynb``:
 
-* **The paired experiment** (:func:`paired_runs`, the default scale; it lives in
-  :mod:`yolov9lite.study.paired`): for each seed every variant starts from identical main-branch weights
-  and sees identical batches in identical order; the outcome is the main head's held-out loss
-  (box / cls / DFL), compared per seed with :func:`paired_differences` and turned into ledger
-  claims (:mod:`yolov9lite.study.claims`). A short plain SGD loop (:func:`train_steps`) on batches cached
-  once (:func:`cached_batches`) keeps dozens of runs inside a notebook's CPU budget;
-  :func:`width_knobs` makes a thinner main branch for the "lightweight models" question.
+* **The paired experiment** (the default scale; the scaffold is :mod:`yolov9lite.study.paired`,
+  this notebook's arms, design, controls and margin are below, fixed before any data): for each
+  seed, on the seed's own data, every arm starts from identical main-branch weights and sees
+  identical batches in identical order; the outcome is the main head's held-out loss where the
+  learning curve has flattened, compared per seed and turned into ledger claims
+  (:mod:`yolov9lite.study.claims`); :func:`~yolov9lite.study.paired.width_knobs` makes a thinner
+  main branch for the "lightweight models" question.
 * **The AP grid** (:func:`run_grid`, GPU scales): train a grid of variants x seeds with the full
   recipe, summarise, and print each table in the paper's layout with the paper's numbers beside
   ours (:func:`format_ablation_table`; the paper's own inconsistencies are flagged in a note).
@@ -29,8 +29,7 @@ the two variants do not overlap at all (a deliberately plain rule; with 2-3 seed
 pretend to a precision the data do not have).
 
 The paper's numbers are typed in from the paper's Tables 2-5 (arXiv:2402.13616v2);
-they are always labelled ``paper`` and never mixed with ours. Every public name of
-:mod:`yolov9lite.study.paired` is importable from here too (``ablation.paired_runs`` etc.).
+they are always labelled ``paper`` and never mixed with ours.
 """
 from __future__ import annotations
 
@@ -121,6 +120,22 @@ def design_for(width: float, design: Design = DESIGN) -> Design:
 def arm_label(label: str, width: float) -> str:
     """``"ICN, 0.5x nano"``: an arm at one width, as run records name it."""
     return f"{label}, {WIDTHS.get(width, f'{width:g}x')}"
+
+
+RECORDS = "05_ablations.csv"  # the committed run records, under figures/runs/
+RECORDED_SEEDS = (*range(10), *range(100, 110))  # two seed bases of 10 seeds
+
+
+def recorded_arms() -> dict[str, tuple[Design, Arm]]:
+    """label -> (design, arm) of every arm in :data:`RECORDS` (each at both widths)."""
+    return {arm_label(label, w): (design_for(w), arm)
+            for w in WIDTHS for label, arm in experiment_arms().items()}
+
+
+def control_pairs() -> list[tuple[str, str, str]]:
+    """(role, control label, reference label) of the controls in :data:`RECORDS`."""
+    return [(role, arm_label(control, w), arm_label(BASELINE, w)) for w in WIDTHS
+            for role, control in (("positive", FROZEN_LABEL), ("null", JITTER_LABEL))]
 
 PAPER_LABEL = "paper (COCO val2017, 500 epochs)"
 

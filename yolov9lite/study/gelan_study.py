@@ -1,35 +1,25 @@
-"""GELAN's design choices (paper Sec. 4.2, Tables 2-3) as paired experiments, and what they cost.
+"""GELAN's design choices (paper Sec. 4.2, Tables 2-3) as a paired experiment, and what they cost.
 
 Tables 2 and 3 of the paper compare GELAN-S variants (the computational block: Conv, Res, Dark,
 CSP; the depths D_ELAN and D_CSP) by COCO AP after 500 epochs each. At a laptop scale no variant
-detects anything after a few minutes, so AP cannot rank them. We ask the same question with a
-continuous metric and a paired design meant to remove the noise that variants can share, the design
-of the PGI experiments in :mod:`yolov9lite.study.paired` (whose batch cache, batch order and held-out
-loss we reuse):
+detects anything after a few minutes, so AP cannot rank them. Notebook 03 asks the same question
+with a continuous metric in the paired design of :mod:`yolov9lite.study.paired`; this module holds
+what is particular to it, fixed in code before any data:
 
-* every variant of one seed starts from the same initial weights **where the shapes allow**: each
-  variant is built with the seed, then every tensor whose name and shape equal those of the
-  reference variant (the paper's choice, CSP with D_ELAN = 2, D_CSP = 1) is copied from it
-  (:func:`copy_shared_weights`). Stem, downsampling convolutions, the 1x1 convolutions around
-  every GELAN unit and the head are shared; the computational blocks themselves cannot be (their
-  shapes differ), and there only the seed is shared;
-* every variant sees the same batches in the same order (cached once, no augmentation);
-* the result of one seed is the held-out loss (box + cls + DFL of official
-  ``utils/loss_tal_dual.py``) after a fixed number of optimizer steps, and a comparison is the
-  per-seed difference to the paper's choice, with a Student's t interval over seeds
-  (:func:`yolov9lite.study.claims.paired_claim`);
-* a noise control (:data:`JITTER_CONTROL`) trains the paper's choice again from initial weights
-  moved by about float32's rounding error. At the default scale (a tiny model at 64 px, 20 steps)
-  that alone moves the held-out loss by a large part of the spread between seeds (notebook 03
-  prints both): the short training amplifies rounding differences, so pairing removes little of
-  the noise there, and two CPUs give different numbers for the same seed. The verdicts therefore
-  need several seeds and a margin on both sides (notebook 03).
+* the arms (:func:`experiment_arms`): the blocks at (2, 1), the CSP depths, and two controls of
+  the paper's choice (CSP, D_ELAN = 2, D_CSP = 1): its backbone frozen (positive: must come out
+  worse) and its initial weights jittered by float32 rounding (null: the noise floor, what two
+  CPUs make of the same seed);
+* the design (:data:`DESIGN`): weights shared wherever name and shape agree with the paper's
+  choice (:func:`~yolov9lite.study.paired.copy_shared_weights`: stem, downsamplings, the 1x1
+  convolutions of every GELAN unit and the head; the computational blocks share only the seed),
+  AdamW decaying to zero so the held-out loss is read on the plateau;
+* the margin (:data:`MARGIN_FRACTION`, :data:`MARGIN_REASON`).
 
-Why AdamW here and not the recipe's SGD (:func:`yolov9lite.study.paired.train_steps`): from scratch,
-SGD at the recipe's learning rate sits on the loss plateau of an untrained detector for a number of
-steps that varies a lot between seeds and then drops suddenly, so after a short budget the loss
-mostly measures *when* that drop happened. AdamW leaves the plateau within a few steps for every
-variant, and the loss after the budget then compares how fast each architecture learns.
+Why AdamW and not the recipe's SGD: from scratch, SGD at the recipe's learning rate sits on the
+loss plateau of an untrained detector for a number of steps that varies a lot between seeds and
+then drops suddenly, so after a short budget the loss mostly measures *when* that drop happened.
+AdamW leaves the plateau within a few steps for every variant.
 
 The efficiency side of the paper's argument ("lightweight, inference speed, and accuracy") is
 measured, not quoted: :func:`variant_costs` counts the deployed parameters and FLOPs of each
@@ -38,12 +28,8 @@ variant and times its deployed forward pass on the current device (:mod:`yolov9l
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Callable
 
-import numpy as np
 import torch
-from torch import nn
 
 from ..evaluation.latency import measure_latency
 from ..nn import models as _models
@@ -52,11 +38,6 @@ from ..nn.deployment import deploy
 from .paired import (
     Arm,
     Design,
-    batch_order,
-    copy_shared_weights,
-    held_out_loss,
-    jitter_weights,
-    train_steps,
 )
 
 REFERENCE = "csp (2, 1)"  # the paper's choice: GELAN's CSP block, D_ELAN = 2, D_CSP = 1
@@ -88,7 +69,6 @@ DEPTH_VARIANTS: dict[str, dict] = dict(variant("csp", de, dc)
 # the verdict rule can (notebook 03, section 5).
 JITTER = 1e-6
 JITTER_LABEL = f"{REFERENCE}, init jittered {JITTER:g}"
-JITTER_CONTROL = {JITTER_LABEL: {**BLOCK_VARIANTS[REFERENCE], "init_jitter": JITTER}}
 
 
 # --------------------------------------------------------------------------- notebook 03's experiment
@@ -119,64 +99,18 @@ def experiment_arms(blocks=("conv", "res", "dark", "csp"),
     return arms
 
 
-def adamw_steps(model: nn.Module, batches, order, lr: float = 3e-3, weight_decay: float = 0.0,
-                max_grad_norm: float = 10.0) -> nn.Module:
-    """AdamW on the training loss (:class:`yolov9lite.training.loss.DetectionLoss`, official x batch size;
-    Adam is invariant to that scale), one step per entry of ``order``, gradient clipping at 10 as
-    the official trainer does."""
-    return train_steps(model, batches, order, max_grad_norm=max_grad_norm,
-                       optimizer=lambda params: torch.optim.AdamW(
-                           params, lr=lr, weight_decay=weight_decay))
+RECORDS = "03_gelan.csv"  # the committed run records, under figures/runs/
+RECORDED_SEEDS = (*range(10), *range(100, 110))  # two seed bases of 10 seeds
 
 
-def paired_variant_runs(model: str, variants: dict[str, dict], seeds, train_batches, val_batches,
-                        num_classes: int, steps: int, lr: float = 3e-3,
-                        reference: dict | None = None, device="cpu",
-                        log: Callable[[str], None] | None = None) -> list[dict]:
-    """One row per (seed, variant): the held-out loss after ``steps`` AdamW steps.
-
-    ``variants`` maps a label to model knobs (``block``, ``depth_elan``, ``depth_csp``, and
-    optionally ``init_jitter``: see :data:`JITTER_CONTROL`). For each
-    seed, the ``reference`` knobs (default: the paper's CSP (2, 1)) are built with that seed, and
-    every variant is built with the same seed and then given the reference's tensors wherever name
-    and shape agree. All variants of a seed train on ``train_batches`` in the seed's order
-    (:func:`yolov9lite.study.paired.batch_order`). Rows hold ``variant``, ``seed``, ``loss``, ``box``,
-    ``cls``, ``dfl`` (held-out, :func:`yolov9lite.study.paired.held_out_loss`), ``shared`` (fraction of
-    parameters copied from the reference) and ``cpu_s``.
-    """
-    reference = dict(reference or {"block": "csp", "depth_elan": 2, "depth_csp": 1})
-    rows = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        ref = _models.build_model(model, num_classes=num_classes, **reference).to(device)
-        order = batch_order(len(train_batches), steps, seed)
-        for label, knobs in variants.items():
-            t0 = time.process_time()
-            knobs = dict(knobs)
-            jitter = float(knobs.pop("init_jitter", 0.0))
-            torch.manual_seed(seed)
-            net = _models.build_model(model, num_classes=num_classes, **knobs).to(device)
-            shared = copy_shared_weights(ref, net)
-            if jitter:
-                jitter_weights(net, jitter, seed)
-            adamw_steps(net, train_batches, order, lr)
-            row = {"variant": label, "seed": seed, **held_out_loss(net, val_batches),
-                   "shared": shared, "cpu_s": time.process_time() - t0}
-            rows.append(row)
-            if log:
-                log(f"{label:11s} seed {seed}: held-out loss {row['loss']:.3f} "
-                    f"({100 * shared:.0f} % of weights shared, {row['cpu_s']:.1f} s CPU)")
-    return rows
+def recorded_arms() -> dict[str, tuple[Design, Arm]]:
+    """label -> (design, arm) of every arm in :data:`RECORDS`."""
+    return {label: (DESIGN, arm) for label, arm in experiment_arms().items()}
 
 
-def differences(rows: list[dict], worse: str, better: str, part: str = "loss"):
-    """Per seed, ``worse - better`` of ``part``: positive when ``better`` has the lower held-out
-    loss, i.e. when the paper's ranking holds. A numpy array in seed order."""
-    by = {(r["variant"], r["seed"]): r[part] for r in rows}
-    seeds = sorted({s for v, s in by if v == worse} & {s for v, s in by if v == better})
-    if not seeds:
-        raise ValueError(f"no seed has both {worse!r} and {better!r}")
-    return np.array([by[(worse, s)] - by[(better, s)] for s in seeds])
+def control_pairs() -> list[tuple[str, str, str]]:
+    """(role, control label, reference label) of the controls in :data:`RECORDS`."""
+    return [("positive", FROZEN_LABEL, REFERENCE), ("null", JITTER_LABEL, REFERENCE)]
 
 
 def deployed_counts(model: str, num_classes: int = 80, imgsz: int = 640, **knobs) -> dict:

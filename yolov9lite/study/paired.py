@@ -1,17 +1,15 @@
-"""Ablation variants and the paired experiment of paper Tables 4 and 5 (notebooks 04 and 05).
+"""The paired experiment: one scaffold for every trained comparison (notebooks 03, 04, 05).
 
-A *variant* is a dict of model knobs (fields of :class:`yolov9lite.nn.models.ModelConfig`, e.g.
-``pgi="ds"``) plus, optionally, training options (e.g. ``lead_head_guided=True``, Table 4's LHG);
-:data:`VARIANTS` holds the PGI variants under their paper names and :func:`split_variant` separates
-knobs from options.
-
-**The paired experiment** (:func:`paired_runs`): for each seed every variant starts from identical
-main-branch weights and sees identical batches in identical order; the outcome is the main head's
-held-out loss (box / cls / DFL, :func:`held_out_loss`), compared per seed with
-:func:`paired_differences`. A short plain SGD loop (:func:`train_steps`) on batches cached once
-(:func:`cached_batches`) keeps dozens of runs inside a notebook's CPU budget; :func:`width_knobs`
-makes a thinner main branch for the "lightweight models" question. The AP grid, the statistics
-over seeds and the tables in the paper's layout are in :mod:`yolov9lite.study.ablation`.
+Read top to bottom: the PGI variants under their paper names (:data:`VARIANTS`), the pieces every
+run uses (:func:`cached_batches`, :func:`held_out_loss` of the main head, :func:`batch_order`,
+:func:`train_steps`), how arms share their initial weights (:func:`copy_shared_weights`,
+:func:`jitter_weights`), and then the scaffold itself: an :class:`Arm` is one variant (model
+knobs, frozen parameters, jittered weights), a :class:`Design` what every arm and seed hold fixed,
+:func:`run_arm` one (arm, seed) run turned into :class:`~yolov9lite.study.runs.RunRecord` rows,
+:func:`paired_experiment` every arm at every seed, and :func:`recompute_sample` the check CI runs
+on committed records. Notebook 03's arms, design and margin are in
+:mod:`yolov9lite.study.gelan_study` (Tables 2-3), notebook 05's in :mod:`yolov9lite.study.ablation`
+(Tables 4-5), both fixed in code before any data.
 """
 from __future__ import annotations
 
@@ -22,12 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..data import build_dataloader, load_data_config, make_synthetic
-from ..evaluation.coco_eval import evaluate
 from ..nn import models as _models
 from ..nn.gelan import round_up8
 from ..report.viz import cpu_model, repo_root
@@ -71,22 +67,11 @@ def percent_or_nan(value) -> float:
     return 100.0 * float(value)
 
 
-# --------------------------------------------------------------------------- the paired experiment
-# The AP grid (yolov9lite.study.ablation.run_grid) needs long runs before any variant detects anything.
-# The paired experiment below asks the same question (does the auxiliary branch make the *main*
-# branch learn better?) with a continuous metric and a design that removes most of the noise:
-#
-# * every variant of one seed starts from the SAME main-branch weights (copied from one plain GELAN
-#   model, :func:`yolov9lite.study.gradients.copy_main_branch`): only the auxiliary branch differs;
-# * every variant sees the SAME batches in the SAME order (cached in memory once, no augmentation);
-# * the result of one seed is the held-out loss of the main head after ``steps`` SGD steps, split
-#   into its box / cls / DFL parts (paper Sec. 4: the loss of ``loss_tal_dual.py``, main head only);
-# * the comparison is the per-seed *difference* to the baseline, with a bootstrap interval over
-#   seeds (:func:`yolov9lite.study.claims.paired_claim`).
-#
-# Training is a short plain loop (forward, loss, SGD step; no EMA, no validation), so that dozens of
-# runs fit into a notebook's two CPU minutes. It is not the paper's recipe; it isolates the one thing
-# Tables 4-5 vary, the auxiliary supervision.
+# --------------------------------------------------------------------------- the pieces of a run
+# Training is a plain loop (forward, loss, step; no EMA, augmentation or validation pass) on
+# batches cached in memory, so that hundreds of runs fit a CPU budget; it isolates the one thing
+# an experiment varies. The outcome is the main head's held-out loss (paper Sec. 4: the loss of
+# ``loss_tal_dual.py``, box / cls / DFL), compared per seed between arms.
 
 LOSS_PARTS = ("loss", "box", "cls", "dfl")  # held-out main-head loss and its parts (gains applied)
 
@@ -174,7 +159,7 @@ def train_steps(model, batches, order, lr: float = 0.01, momentum: float = 0.9,
     clipping at 10 as the official trainer does.
     The loss is the official one, x batch size; ``lr`` applies to it as in the recipe.
     ``optimizer(params)`` replaces the SGD (``lr``/``momentum`` are then unused), e.g. AdamW in
-    :func:`yolov9lite.study.gelan_study.adamw_steps`."""
+    :func:`train_arm`."""
     loss_fn = DetectionLoss(model, lead_head_guided=lead_head_guided)
     opt = (optimizer(model.parameters()) if optimizer is not None else
            torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0))
@@ -185,71 +170,6 @@ def train_steps(model, batches, order, lr: float = 0.01, momentum: float = 0.9,
         if on_step is not None:
             on_step(step, model)
     return model
-
-
-def paired_runs(model: str, variants: dict[str, dict], seeds, train_batches, val_batches,
-                num_classes: int, steps: int, lr: float = 0.01, momentum: float = 0.9,
-                knobs: dict | None = None, setting: str = "", evals: int = 1, device="cpu",
-                ap_data=None, ap_imgsz: int = 640,
-                log: Callable[[str], None] | None = None) -> list[dict]:
-    """One row per (seed, variant): the held-out main-head loss after training ``steps`` steps.
-
-    For each seed a plain GELAN model (``model`` + ``knobs``) is built with that seed; every variant
-    (``{label: spec}``, see :data:`VARIANTS`) is built, its main branch overwritten with that
-    model's weights, and trained on ``train_batches`` in the seed's batch order. With ``evals`` > 1
-    the held-out loss is measured at ``evals`` evenly spaced points of the second half of the run
-    and averaged (a smoother summary of where the run ends than its very last step). Rows carry
-    ``setting`` (e.g. a width label), ``variant``, ``seed``, :data:`LOSS_PARTS`, the loss before
-    training (``loss0``, equal for all variants of a seed by construction) and ``cpu_s``.
-    With ``ap_data`` (a data config) the trained main branch is also scored with COCO metrics
-    (:func:`yolov9lite.evaluation.coco_eval.evaluate`, eval mode: needs runs long enough for BatchNorm's
-    running statistics to settle, i.e. GPU scale) and the rows get :data:`METRICS` in %.
-    """
-    knobs = dict(knobs or {})
-    checkpoints = sorted({steps - 1 - round(i * (steps / 2) / evals) for i in range(evals)})
-    rows = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        reference = _models.build_model(model, num_classes=num_classes, **knobs).to(device)
-        order = batch_order(len(train_batches), steps, seed)
-        for label, spec in variants.items():
-            vknobs, opts = split_variant(spec)
-            t0 = time.process_time()
-            torch.manual_seed(seed + 10_000)  # the auxiliary branch's own initialisation
-            net = _models.build_model(model, num_classes=num_classes, **{**knobs, **vknobs})
-            net = copy_main_branch(reference, net.to(device))
-            loss0 = held_out_loss(net, val_batches)["loss"]
-            measured: list[dict] = []
-
-            def measure(step, m, measured=measured):
-                if step in checkpoints:
-                    measured.append(held_out_loss(m, val_batches))
-
-            train_steps(net, train_batches, order, lr, momentum, on_step=measure, **opts)
-            mean = {k: sum(d[k] for d in measured) / len(measured) for k in LOSS_PARTS}
-            row = {"setting": setting, "variant": label, "seed": seed, "loss0": loss0, **mean,
-                   "cpu_s": time.process_time() - t0}
-            if ap_data is not None:
-                metrics = evaluate(net, ap_data, imgsz=ap_imgsz, batch_size=32, workers=4)
-                row.update({m: percent_or_nan(metrics.get(m)) for m in METRICS})
-            rows.append(row)
-            if log:
-                log(f"{setting:6s} {label:8s} seed {seed}: held-out main loss {loss0:.3f} -> "
-                    f"{row['loss']:.3f} ({row['cpu_s']:.1f} s CPU)")
-    return rows
-
-
-def paired_differences(rows: list[dict], variant: str, baseline: str = "none",
-                       part: str = "loss", setting: str | None = None):
-    """Per seed: ``baseline - variant`` of ``part`` (positive = the variant's main head is better),
-    as a numpy array in seed order; only rows of ``setting`` when given."""
-    sel = [r for r in rows if setting is None or r["setting"] == setting]
-    base = {r["seed"]: r[part] for r in sel if r["variant"] == baseline}
-    var = {r["seed"]: r[part] for r in sel if r["variant"] == variant}
-    seeds = sorted(set(base) & set(var))
-    if not seeds:
-        raise ValueError(f"no seed has both {baseline!r} and {variant!r}")
-    return np.array([base[s] - var[s] for s in seeds])
 
 
 def jitter_weights(model: nn.Module, relative: float, seed: int) -> None:
@@ -396,12 +316,13 @@ def train_arm(design: Design, arm: Arm, net: nn.Module, batches, order,
 
 
 def run_arm(design: Design, label: str, arm: Arm, seed: int, data, curve: bool = False,
-            device="cpu") -> list[RunRecord]:
+            device="cpu", score: Callable[[nn.Module], dict] | None = None) -> list[RunRecord]:
     """One (arm, seed): build, train, measure. ``data`` is :func:`seed_batches`' triple.
 
-    Records: ``held-out loss`` and its parts (``box``, ``cls``, ``dfl``) at the last step, the
-    loss before training (``held-out loss at init``), and with ``curve`` the held-out loss every
-    ``design.curve_every`` steps (metric ``held-out loss curve``, ``steps`` = the step)."""
+    Records: ``held-out loss`` and its parts (``held-out box``, ``cls``, ``dfl``) at the last
+    step, the loss before training (``held-out loss at init``), with ``curve`` the held-out loss
+    every ``design.curve_every`` steps (metric ``held-out loss curve``, ``steps`` = the step), and
+    with ``score`` every ``{metric: value}`` it returns for the trained model (e.g. COCO AP)."""
     train, val, nc = data
     t0 = time.perf_counter()
     net = build_arm(design, arm, seed, nc, device)
@@ -424,21 +345,28 @@ def run_arm(design: Design, label: str, arm: Arm, seed: int, data, curve: bool =
            rec("held-out cls", end["cls"]), rec("held-out dfl", end["dfl"]),
            rec("held-out loss at init", init, 0)]
     if curve:
-        out += [rec("held-out loss curve", v, k) for k, v in points[1:]]
+        out += [rec("held-out loss curve", v, k) for k, v in points[1:]]  # step 0: "at init"
         out.append(rec("held-out loss curve", end["loss"]))
+    if score is not None:
+        out += [rec(metric, value) for metric, value in score(net).items()]
     return out
 
 
 def paired_experiment(design: Design, arms: dict[str, Arm], seeds, root: Path,
                       curve_arm: str | None = None, device="cpu",
-                      log: Callable[[str], None] | None = None) -> list[RunRecord]:
-    """Every arm at every seed (:func:`run_arm`), each seed on its own data; ``curve_arm`` also
-    records its held-out curve."""
+                      log: Callable[[str], None] | None = None,
+                      data_of: Callable[[int], tuple] | None = None,
+                      score: Callable[[nn.Module], dict] | None = None) -> list[RunRecord]:
+    """Every arm at every seed (:func:`run_arm`), each seed on its own synthetic data under
+    ``root`` (:func:`seed_batches`) unless ``data_of(seed)`` gives the (train, val, classes)
+    triple (a real data set: the same for every seed); ``curve_arm`` also records its held-out
+    curve; ``score``: see :func:`run_arm`."""
     records: list[RunRecord] = []
     for seed in seeds:
-        data = seed_batches(design, seed, root, device)
+        data = data_of(seed) if data_of else seed_batches(design, seed, root, device)
         for label, arm in arms.items():
-            rows = run_arm(design, label, arm, seed, data, curve=label == curve_arm, device=device)
+            rows = run_arm(design, label, arm, seed, data, curve=label == curve_arm, device=device,
+                           score=score)
             records += rows
             if log:
                 log(f"seed {seed} {label:24s} held-out loss {rows[4].value:.3f} -> "
@@ -451,3 +379,19 @@ def _provenance() -> tuple[str, str]:
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), text=True,
                           capture_output=True, check=False)
     return (done.stdout.strip() if done.returncode == 0 else ""), cpu_model()
+
+
+def recompute_sample(recorded: dict[str, tuple[Design, Arm]], pairs, root: Path,
+                     device="cpu") -> list[RunRecord]:
+    """Rerun the ``(label, seed)`` pairs alone (:func:`run_arm`), each arm with its design
+    (``recorded``: label -> (design, arm), e.g. :func:`yolov9lite.study.gelan_study.
+    recorded_arms`): how CI checks that committed run records reproduce."""
+    out: list[RunRecord] = []
+    data: dict[tuple, tuple] = {}
+    for label, seed in pairs:
+        design, arm = recorded[label]
+        key = (seed, design.num_train, design.num_val, design.imgsz, design.batch_size)
+        if key not in data:
+            data[key] = seed_batches(design, seed, root, device)
+        out += run_arm(design, label, arm, seed, data[key], device=device)
+    return out

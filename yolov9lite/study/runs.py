@@ -163,3 +163,28 @@ def paired_claim_from_runs(records: list[RunRecord], run_metric: str, worse: str
     claim.setdefault("n_unit", "seeds")
     return paired_claim(diffs=diffs, method=method, **claim)
 
+
+
+def write_runs(path: str | Path, records: list[RunRecord]) -> Path:
+    """Write ``records`` as the whole file at ``path`` (through a temporary file: atomic)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".new")
+    tmp.unlink(missing_ok=True)
+    append_runs(tmp, records)
+    os.replace(tmp, path)
+    return path
+
+
+def merge_runs(path: str | Path, records: list[RunRecord]) -> Path:
+    """Add ``records`` to the file at ``path``, replacing the rows of every (variant, seed) they
+    hold (a recomputed run supersedes its old rows; other runs are kept)."""
+    path = Path(path)
+    new = {(r.variant, r.seed) for r in records}
+    old = [r for r in read_runs(path) if (r.variant, r.seed) not in new] if path.exists() else []
+    return write_runs(path, old + list(records))
+
+
+def covers(records: list[RunRecord], variants, seeds, metric: str = "held-out loss") -> bool:
+    """Whether ``records`` hold ``metric`` for every (variant, seed) of ``variants`` x ``seeds``."""
+    have = {(r.variant, r.seed) for r in records if r.metric == metric}
+    return all((v, s) in have for v in variants for s in seeds)
