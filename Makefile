@@ -18,6 +18,11 @@ SCALE ?= default
 # The official YOLOv9 code, the test oracle (tests/official_code.py): pinned, without its declared
 # requirements (see the 'official' extra in pyproject.toml); it needs Python >= 3.11.
 YOLO9 := yolo9==1.0.18; python_version >= "3.11"
+# The albumentations release the official Albumentations class is tested with (also in the
+# 'official' extra, which installs its runtime deps: scikit-image, qudida, scikit-learn).
+# Named here again so that the --no-deps line below puts exactly this version back should
+# something else have replaced it; yolo9 asks for >=1.0.3,<1.4.
+ALBUMENTATIONS := albumentations==1.3.1
 
 .PHONY: install figures book models test lint clean
 
@@ -28,7 +33,7 @@ $(STAMP): pyproject.toml constraints.txt
 		$(PY) -m pip install $(TORCH_CONSTRAINTS) --index-url $(TORCH_CPU_INDEX) torch torchvision; \
 	elif [ -n "$(TORCH)" ]; then echo "TORCH=$(TORCH): only TORCH=cpu is known" >&2; exit 2; fi
 	$(PY) -m pip install $(TORCH_CONSTRAINTS) -e ".[train,notebooks,dev,export,book,official]"
-	$(PY) -m pip install --no-deps '$(YOLO9)'
+	$(PY) -m pip install --no-deps '$(YOLO9)' '$(ALBUMENTATIONS)'
 	touch $(STAMP)
 
 install: $(STAMP)

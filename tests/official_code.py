@@ -38,6 +38,9 @@ import pytest
 import torch
 
 YOLO9_VERSION = "1.0.18"
+# The albumentations release the official ``Albumentations`` class runs with in the tests (the
+# package's requirements allow >=1.0.3,<1.4; without the package that class does nothing).
+ALBUMENTATIONS_VERSION = "1.3.1"
 
 # the official modules the oracle tests use (package-relative names)
 _MODULES = ("models.common", "models.yolo", "models.experimental", "utils.general",
@@ -109,6 +112,22 @@ def official() -> types.SimpleNamespace:
     np.set_printoptions(**np_print)
     torch._tensor_str.PRINT_OPTS.__dict__.update(torch_print)
     return types.SimpleNamespace(**mods)
+
+
+@functools.lru_cache(maxsize=1)
+def albumentations() -> types.ModuleType:
+    """The albumentations package, for the oracle tests of the official ``Albumentations`` step.
+
+    Skips the calling test when it is not installed; fails when another version is.
+    """
+    module = pytest.importorskip(
+        "albumentations", reason="albumentations (test extra 'official', pinned in pyproject.toml"
+        " and the Makefile) is not installed; without it the official Albumentations class is a"
+        " no-op, so there is nothing to compare against")
+    if module.__version__ != ALBUMENTATIONS_VERSION:
+        pytest.fail(f"albumentations {module.__version__} is installed; the oracle tests are "
+                    f"pinned to {ALBUMENTATIONS_VERSION} (run `make install`)")
+    return module
 
 
 def yaml_path(name: str) -> Path:

@@ -9,7 +9,8 @@
   label checks (checks.py), the safe .npz label cache (cache.py)
 - the image cache: decoded, resized images in one shared memory map (imagecache.py)
 - augmentations, one function each: `mosaic4`, `copy_paste`, `random_affine`, `mixup`,
-  `augment_hsv`, `flip_lr`, `flip_ud`, `letterbox` (augment.py); `HYP_SCRATCH_HIGH`
+  `albumentations_step` (the official Albumentations step in OpenCV), `augment_hsv`, `flip_lr`,
+  `flip_ud`, `letterbox` (augment.py); `HYP_SCRATCH_HIGH`
 - `dataset_to_coco(cfg_or_dataset, split)`: ground truth as a COCO dict (coco_export.py)
 - `draw_batch(images, targets, names)`: matplotlib figure of a batch (draw.py)
 """
@@ -20,6 +21,7 @@ import sys
 from .augment import (
     HYP_SCRATCH_HIGH,
     Hyp,
+    albumentations_step,
     augment_hsv,
     box_candidates,
     copy_paste,
@@ -72,6 +74,7 @@ __all__ = [
     "ImageRecord",
     "Instances",
     "ScanReport",
+    "albumentations_step",
     "augment_hsv",
     "box_candidates",
     "build_dataloader",

@@ -8,16 +8,28 @@ Order for a training sample, as in the official `train_dual.py` pipeline:
       -> random_affine (scale U(1-0.9, 1+0.9), translate +-0.1, crop back to s x s)
       -> box filter (w, h > 2 px, area ratio > 0.1, aspect < 100)
     mixup (p=0.15, with a second mosaic, r ~ Beta(32, 32))
+    albumentations_step (blur, median blur, to-gray, CLAHE; p=0.01 each)
     augment_hsv (gains 0.015, 0.7, 0.4) -> flip_lr (p=0.5)
 
 Without mosaic (close-mosaic epochs, rect or validation): `letterbox`, then (when training)
-the same `random_affine` with no border. Every function takes an explicit
-`rng: np.random.Generator`, so a notebook can show one step on one image, and a seeded run is
-reproducible. Images are HxWx3 uint8 BGR (OpenCV order) until the dataset emits CHW RGB.
-Not reproduced, a deviation: the official Albumentations step (Blur, MedianBlur, ToGray and
-CLAHE, each with p=0.01). The official code skips it when the albumentations package is missing,
-but the official requirements install it, so official training runs apply it (to about 4% of
-the samples).
+the same `random_affine` with no border, then the same steps from `albumentations_step` on.
+Every function takes an explicit `rng: np.random.Generator`, so a notebook can show one step on
+one image, and a seeded run is reproducible. Images are HxWx3 uint8 BGR (OpenCV order) until the
+dataset emits CHW RGB.
+
+`albumentations_step` is the official ``Albumentations`` class of ``utils/augmentations.py``
+(which the official requirements install the albumentations package for) written with OpenCV
+calls: the same four transforms with p > 0, in the same order, with the same parameter ranges,
+and the same pixels for the same parameters (tests/test_albumentations_step.py compares both
+with albumentations 1.3.1). Its other transforms have p=0 there and are left out. Its
+probabilities are the hyperparameters ``blur``, ``median_blur``, ``to_gray`` and ``clahe``
+(0 turns a transform off); the official code hard-codes them and has no such keys.
+Which official runs have the step depends on the albumentations they got: PyPI's ``yolo9``
+asks for >=1.0.3,<1.4 and applies it; the official repository's requirements.txt asks for
+>=1.0.3 only, and with albumentations 2.0.8 (tried) the class's constructor fails (its
+RandomResizedCrop no longer takes height/width), logs the error and skips the step for the
+whole run, as it does when the package is missing. Our default is the first; setting the four
+probabilities to 0 gives the second.
 """
 
 from __future__ import annotations
@@ -50,6 +62,11 @@ class Hyp:
     mosaic: float = 1.0
     mixup: float = 0.15
     copy_paste: float = 0.3
+    # the official Albumentations class (utils/augmentations.py), not in the hyp yaml there
+    blur: float = 0.01
+    median_blur: float = 0.01
+    to_gray: float = 0.01
+    clahe: float = 0.01
 
     @staticmethod
     def from_any(hyp) -> Hyp:
@@ -335,3 +352,71 @@ def flip_lr(image: np.ndarray, inst: Instances) -> tuple[np.ndarray, Instances]:
 def flip_ud(image: np.ndarray, inst: Instances) -> tuple[np.ndarray, Instances]:
     """Mirror the image and its labels top-bottom (p=0 in the recipe, kept for completeness)."""
     return _flip(image, inst, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the official Albumentations step (blur, median blur, to-gray, CLAHE)
+
+# Parameters of the official transforms (albumentations 1.3.1 defaults: the official class sets
+# none of them): kernel sizes drawn uniformly from the odd sizes 3..7, the CLAHE clip limit
+# uniform in [1, 4] on an 8 x 8 tile grid.
+BLUR_KERNEL_SIZES = (3, 5, 7)
+CLAHE_CLIP_LIMIT = (1.0, 4.0)
+CLAHE_TILE_GRID = (8, 8)
+
+
+def blur(image: np.ndarray, ksize: int) -> np.ndarray:
+    """Mean over a ksize x ksize window (a box filter; borders reflected, OpenCV's default)."""
+    return cv2.blur(image, (ksize, ksize))
+
+
+def median_blur(image: np.ndarray, ksize: int) -> np.ndarray:
+    """Median over a ksize x ksize window, per channel (ksize odd)."""
+    return cv2.medianBlur(image, ksize)
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Grey level copied into all three channels.
+
+    The official pipeline hands its BGR image to a library that assumes RGB, so the luma weights
+    land on the wrong channels (0.299 on blue, 0.114 on red); we follow the code, not the intent.
+    """
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)  # RGB on purpose: see the docstring
+    return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+
+
+def clahe(image: np.ndarray, clip_limit: float,
+          tile_grid: tuple[int, int] = CLAHE_TILE_GRID) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation (Zuiderveld 1994) of the lightness channel
+    of CIELAB, colour (a, b) kept.
+
+    Like :func:`to_gray`, the official pipeline converts its BGR image as if it were RGB; the
+    round trip is consistent (colours come back in BGR), only the lightness mixes the channels
+    with swapped weights. Followed here.
+    """
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)  # RGB on purpose: see the docstring
+    equaliser = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=tile_grid)
+    lab[..., 0] = equaliser.apply(np.ascontiguousarray(lab[..., 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
+def albumentations_step(image: np.ndarray, rng: np.random.Generator,
+                        hyp: Hyp = HYP_SCRATCH_HIGH) -> np.ndarray:
+    """The official ``Albumentations`` step on a uint8 BGR image: blur, median blur, to-gray,
+    CLAHE, in that order, each applied independently with its own probability (``hyp.blur``,
+    ``hyp.median_blur``, ``hyp.to_gray``, ``hyp.clahe``; 0.01 each, so about 4 % of the samples
+    are touched). Returns `image` itself when nothing applies.
+
+    Labels are untouched: all four transforms act on pixels only. (The official code sends its
+    labels through albumentations' box conversion and back, which changes them by float rounding
+    only, about 1e-16.)
+    """
+    if rng.random() < hyp.blur:
+        image = blur(image, int(rng.choice(BLUR_KERNEL_SIZES)))
+    if rng.random() < hyp.median_blur:
+        image = median_blur(image, int(rng.choice(BLUR_KERNEL_SIZES)))
+    if rng.random() < hyp.to_gray:
+        image = to_gray(image)
+    if rng.random() < hyp.clahe:
+        image = clahe(image, float(rng.uniform(*CLAHE_CLIP_LIMIT)))
+    return image

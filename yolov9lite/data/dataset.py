@@ -1,9 +1,11 @@
 """`DetectionDataset`: records + augmentation recipe -> (CHW RGB uint8 image, labels, meta).
 
 Training (official ``utils/dataloaders.py``, ``LoadImagesAndLabels``): mosaic (+copy-paste,
-affine crop), MixUp, HSV, flips; after close-mosaic, letterbox + affine. Validation (official ``val.py``): longest side to `imgsz` with INTER_AREA when
-shrinking, letterbox with `scaleup=False` into rectangular batch shapes
-`ceil(shape * imgsz / 32 + pad) * 32`, images sorted by aspect ratio so a batch wastes little.
+affine crop), MixUp, the Albumentations step, HSV, flips; after close-mosaic, letterbox + affine,
+then the same steps from the Albumentations step on. Validation (official ``val.py``): longest
+side to `imgsz` with INTER_AREA when shrinking, letterbox with `scaleup=False` into rectangular
+batch shapes `ceil(shape * imgsz / 32 + pad) * 32`, images sorted by aspect ratio so a batch
+wastes little.
 
 Randomness comes from `self.rng` (a numpy Generator). The training loader's `EpochSampler`
 passes a seed with every index, and the sample's generator is seeded from it, so a training
@@ -254,6 +256,10 @@ class DetectionDataset(torch.utils.data.Dataset):
             if self.augment:
                 image, inst = A.random_affine(image, inst, self.hyp, self.rng)
         if self.augment:
+            # the official Albumentations step, where the official __getitem__ calls it. Its
+            # draws come from a child generator (spawning leaves this one's stream as it was), so
+            # switching it on or off changes only the ~4 % of samples it touches, nothing else.
+            image = A.albumentations_step(image, self.rng.spawn(1)[0], self.hyp)
             image = A.augment_hsv(image, self.rng, self.hyp.hsv_h, self.hyp.hsv_s, self.hyp.hsv_v)
             if self.rng.random() < self.hyp.flipud:
                 image, inst = A.flip_ud(image, inst)

@@ -242,7 +242,8 @@ def _check_int(obj, name: str, low: int) -> None:
         raise TrainError(f"{flag_of(name)} {value!r}: must be an integer >= {low}")
 
 
-PROBABILITIES = ("flipud", "fliplr", "mosaic", "mixup", "copy_paste")  # Hyp fields in [0, 1]
+PROBABILITIES = ("flipud", "fliplr", "mosaic", "mixup", "copy_paste", "blur", "median_blur",
+                 "to_gray", "clahe")  # Hyp fields in [0, 1]
 
 
 def check_hyp_value(key: str, value) -> None:
