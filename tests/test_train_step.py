@@ -1,6 +1,7 @@
 """The reference step (``yolov9lite/training/step.py``) is what the engine's step does to the
-weights, once AMP, DDP, accumulation, the guard and the EMA are taken away; the paired
-experiments train with it."""
+weights, once AMP, DDP, accumulation, the guard and the EMA are taken away; the engine's step is
+built on its pieces (forward_loss, backward, clip_gradients, optimizer step), and accumulates
+(under DDP in ``no_sync``) exactly as those pieces do; the paired experiments train with it."""
 from __future__ import annotations
 
 import copy
@@ -12,7 +13,7 @@ from yolov9lite import build_model
 from yolov9lite.study.paired import train_steps
 from yolov9lite.training.engine import State, train_step
 from yolov9lite.training.loss import DetectionLoss
-from yolov9lite.training.step import reference_step
+from yolov9lite.training.step import clip_gradients, forward_loss, reference_step
 from yolov9lite.utils.runtime import DistInfo
 
 NC = 3
@@ -67,3 +68,48 @@ def test_paired_train_steps_is_the_reference_step_in_a_loop():
         reference_step(b, opt, loss_fn, *data[i])
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(x, y), name
+
+
+@pytest.fixture
+def one_rank_group(tmp_path, monkeypatch):
+    """A gloo process group of world size 1 in this process (DDP without a second process)."""
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}",
+                                         rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("ddp", [False, True])
+def test_engine_accumulates_as_the_reference_pieces(ddp, request):
+    """Accumulation 2: the engine's two batches (the first without a step) equal the reference
+    step's pieces written out by hand: forward_loss + backward twice, then clip, step, zero.
+    Under DDP (one rank: the all-reduce averages over one) the first batch runs in ``no_sync``
+    and the second all-reduces, as :func:`engine.gradient_sync` promises."""
+    torch.manual_seed(2)
+    ref = build_model("gelan-nano", num_classes=NC).train()
+    eng = copy.deepcopy(ref)
+    ref_opt, eng_opt = sgd(ref), sgd(eng)
+    ref_loss, eng_loss = DetectionLoss(ref), DetectionLoss(eng)
+    net, synced = eng, []
+    if ddp:
+        request.getfixturevalue("one_rank_group")
+        net = torch.nn.parallel.DistributedDataParallel(eng)
+        eng.register_forward_pre_hook(lambda *_: synced.append(net.require_backward_grad_sync))
+    state = State(model=eng, net=net, optimizer=eng_opt,
+                  scaler=torch.amp.GradScaler("cpu", enabled=False), ema=None)
+    data = batches(4)
+    for i, (images, targets) in enumerate(data):
+        ok, _, _ = train_step(state, images, targets, eng_loss, DistInfo(), None, torch.zeros(3),
+                              step_due=i % 2 == 1)
+        assert ok
+        loss, _ = forward_loss(ref, ref_loss, images, targets)
+        loss.backward()
+        if i % 2 == 1:
+            clip_gradients(ref.parameters())
+            ref_opt.step()
+            ref_opt.zero_grad(set_to_none=True)
+    for (name, a), b in zip(ref.state_dict().items(), eng.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert synced == ([False, True, False, True] if ddp else [])
+

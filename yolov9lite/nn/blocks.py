@@ -322,38 +322,3 @@ class SPPELAN(nn.Module):
         for pool in (self.cv2, self.cv3, self.cv4):
             y.append(pool(y[-1]))
         return self.cv5(torch.cat(y, 1))
-
-
-class CBLinear(nn.Module):
-    """The linear half of a CBNet/DHLC link (paper Section 4.1.1, Fig. 3d): one 1x1 conv **with
-    bias, no BN, no activation** from a main-branch feature to the widths of several auxiliary-branch
-    levels; the result is split into one tensor per level.
-
-    In the auxiliary reversible branch these 1x1 convs are the only path by which the auxiliary
-    loss reaches the main backbone.
-    """
-
-    def __init__(self, c1: int, c2s: list[int], k: int = 1, s: int = 1):
-        super().__init__()
-        self.c2s = list(c2s)
-        self.conv = nn.Conv2d(c1, sum(self.c2s), k, s, autopad(k), bias=True)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.conv(x).split(self.c2s, dim=1)
-
-
-class CBFuse(nn.Module):
-    """The fusing half of a CBNet link: pick one tensor from each CBLinear output, resize it
-    (nearest) to the target's spatial size and add everything to the target."""
-
-    def __init__(self, idx: list[int]):
-        super().__init__()
-        self.idx = list(idx)
-
-    def forward(self, xs: list) -> torch.Tensor:
-        *links, target = xs
-        size = target.shape[2:]
-        out = target
-        for i, link in zip(self.idx, links):
-            out = out + F.interpolate(link[i], size=size, mode="nearest")
-        return out

@@ -7,8 +7,8 @@ The parts, each a small class wired together by :class:`yolov9lite.nn.models.Det
   whose outputs are ``B3``, ``B4``, ``B5`` (strides 8, 16, 32).
 * :class:`TopDown` + :class:`Neck`: the FPN top-down path (SPPELAN ``N5`` -> ``N4`` -> ``P3``)
   followed by the PAN bottom-up path (``P3`` -> ``P4`` -> ``P5``), as in the official yaml files.
-* :class:`ReversibleBranch`: a second backbone fed from a first one through CBLinear/CBFuse links
-  (CBNet). GELAN-E's inference model uses it at all five levels ("+DHLC", paper Table 6); PGI's
+* :class:`CBLinear` + :class:`CBFuse` (official names) and :class:`ReversibleBranch`: a second
+  backbone fed from a first one through CBLinear/CBFuse links (CBNet). GELAN-E's inference model uses it at all five levels ("+DHLC", paper Table 6); PGI's
   auxiliary reversible branch (:mod:`yolov9lite.nn.pgi`) reuses it for training only.
 * :class:`MainFeatures`: what the main branch computed for one batch, the single input of every
   PGI auxiliary branch.
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import DOWN_TYPES, ELAN1, SPPELAN, CBFuse, CBLinear, Conv, RepNCSPELAN4
+from .blocks import DOWN_TYPES, ELAN1, SPPELAN, Conv, RepNCSPELAN4, autopad
 
 LevelHook = Callable[[str, torch.Tensor], torch.Tensor]
 
@@ -133,6 +133,41 @@ class Neck(nn.Module):
         if features is not None:
             features.update(N5=n5, N4=n4, P3=p3, P4=p4, P5=p5)
         return p3, p4, p5
+
+
+class CBLinear(nn.Module):
+    """The linear half of a CBNet/DHLC link (paper Section 4.1.1, Fig. 3d): one 1x1 conv **with
+    bias, no BN, no activation** from a main-branch feature to the widths of several auxiliary-branch
+    levels; the result is split into one tensor per level.
+
+    In the auxiliary reversible branch these 1x1 convs are the only path by which the auxiliary
+    loss reaches the main backbone.
+    """
+
+    def __init__(self, c1: int, c2s: list[int], k: int = 1, s: int = 1):
+        super().__init__()
+        self.c2s = list(c2s)
+        self.conv = nn.Conv2d(c1, sum(self.c2s), k, s, autopad(k), bias=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.conv(x).split(self.c2s, dim=1)
+
+
+class CBFuse(nn.Module):
+    """The fusing half of a CBNet link: pick one tensor from each CBLinear output, resize it
+    (nearest) to the target's spatial size and add everything to the target."""
+
+    def __init__(self, idx: list[int]):
+        super().__init__()
+        self.idx = list(idx)
+
+    def forward(self, xs: list) -> torch.Tensor:
+        *links, target = xs
+        size = target.shape[2:]
+        out = target
+        for i, link in zip(self.idx, links):
+            out = out + F.interpolate(link[i], size=size, mode="nearest")
+        return out
 
 
 class ReversibleBranch(nn.Module):

@@ -137,14 +137,6 @@ class DDetect(nn.Module):
         return maps if self.training else self.decode(maps)
 
 
-class Detect(DDetect):
-    """The official ``Detect``: :class:`DDetect` with ungrouped box convs (``box_groups=1``), the
-    head of the anchor-free YOLOv7 baseline (official ``models/detect/yolov7-af.yaml``)."""
-
-    def __init__(self, nc: int = 80, ch: tuple[int, ...] = (), strides=(8, 16, 32), reg_max: int = 16):
-        super().__init__(nc, ch, strides, reg_max, box_groups=1)
-
-
 class DualDDetect(nn.Module):
     """Two :class:`DDetect` heads in one module, as PGI trains them (paper Fig. 3d).
 

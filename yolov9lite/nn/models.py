@@ -155,6 +155,7 @@ class DetectionModel(nn.Module):
             self.dhlc = ReversibleBranch(cfg, main_ch, levels=Backbone.LEVELS)
             main_ch = self.dhlc.backbone.out_channels
         self.neck = Neck(cfg, main_ch)
+        # PGI's auxiliary branch (training only, nn/pgi.py); None for a GELAN model (pgi 'none')
         self.aux = build_aux_branch(cfg, self.backbone.out_channels, main_ch, self.neck.out_channels)
         if self.aux is None:
             self.head = DDetect(num_classes, self.neck.out_channels, STRIDES)

@@ -1,7 +1,7 @@
 """The anchor-free YOLOv7 baseline of paper Table 6 ("YOLOv7 + AF"), official ``yolov7-af.yaml``.
 
 Table 6 walks from YOLOv7 to YOLOv9-E one change at a time. Its second row, "+ AF", is YOLOv7 with
-the anchor-free decoupled DFL head of YOLOv9 (the official ``Detect``, :class:`yolov9lite.nn.head.Detect`)
+the anchor-free decoupled DFL head of YOLOv9 (the official ``Detect``, :class:`Detect`)
 instead of YOLOv7's anchor-based one. The official repository releases that step as
 ``models/detect/yolov7-af.yaml``; :func:`yolov9lite.nn.models.build_model` builds it as
 ``"yolov7-af"`` with exactly its parameter count (43,589,728; 43,564,736 after ``deploy``,
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import Conv
-from .head import Detect
+from .head import DDetect
 
 STRIDES = (8, 16, 32)
 
@@ -157,8 +157,18 @@ class YOLOv7Neck(nn.Module):
         return out
 
 
+class Detect(DDetect):
+    """The official ``Detect``: :class:`~yolov9lite.nn.head.DDetect` with ungrouped box convs
+    (``box_groups=1``), the head of the anchor-free YOLOv7 baseline (official
+    ``models/detect/yolov7-af.yaml``); YOLOv9's heads are the grouped ``DDetect`` and
+    ``DualDDetect``."""
+
+    def __init__(self, nc: int = 80, ch: tuple[int, ...] = (), strides=(8, 16, 32), reg_max: int = 16):
+        super().__init__(nc, ch, strides, reg_max, box_groups=1)
+
+
 class YOLOv7AF(nn.Module):
-    """YOLOv7 + anchor-free head: backbone, neck and :class:`~yolov9lite.nn.head.Detect`."""
+    """YOLOv7 + anchor-free head: backbone, neck and :class:`Detect`."""
 
     aux = None
     has_aux = False

@@ -1,15 +1,18 @@
 """The training engine: one batch, one epoch, one validation, and the state they share.
 
 Per batch (:func:`train_step`, :func:`optimizer_step`), the official ``train_dual.py`` loop: the
-reference step of :mod:`yolov9lite.training.step` (forward, loss, backward, clip, optimizer step)
-extended with AMP, DDP, accumulation, a non-finite guard and the EMA:
+reference step of :mod:`yolov9lite.training.step` (its :func:`~yolov9lite.training.step.forward_loss`,
+backward, :func:`~yolov9lite.training.step.clip_gradients`, optimizer step) extended with AMP,
+DDP, accumulation, a non-finite guard and the EMA:
 
-1. uint8 images -> float 0-1 on the device (optionally channels-last), forward under autocast
-   (bf16, or fp16 with a gradient scaler; plain float32 on CPU);
-2. the loss of :mod:`yolov9lite.training.loss` (a *sum* over the batch's images: x batch size x world size);
-3. a non-finite loss skips the batch (all ranks agree), too many in a row stop the run;
-4. backward; every ``accumulate`` batches (nominal batch 64): unscale, clip the gradient norm at
-   10, SGD step (Nesterov 0.937, three parameter groups), EMA update;
+1. uint8 images -> float 0-1 on the device (optionally channels-last), forward and loss under
+   autocast (bf16, or fp16 with a gradient scaler; plain float32 on CPU); the loss of
+   :mod:`yolov9lite.training.loss` is a *sum* over the batch's images (x batch size x world size);
+2. a non-finite loss skips the batch (all ranks agree), too many in a row stop the run;
+3. backward (of the scaled loss; under DDP without the gradient all-reduce unless a step is due);
+4. every ``accumulate`` batches (nominal batch 64): unscale, clip the gradient norm at 10, SGD
+   step (Nesterov 0.937, three parameter groups) unless the norm is not finite, zero the
+   gradients, EMA update;
 5. the lr, momentum and ``accumulate`` of every batch come from :func:`yolov9lite.training.optim.schedule`.
 
 :class:`State` is everything the loop mutates; ``state_dict()`` / ``load_state_dict()`` are what
@@ -18,6 +21,7 @@ logging) is in :mod:`yolov9lite.training.trainer`.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 import warnings
@@ -37,7 +41,7 @@ from .config import TrainConfig
 from .graphstep import GraphStep
 from .loss import ITEM_NAMES
 from .optim import ModelEMA, apply_schedule, schedule
-from .step import MAX_GRAD_NORM
+from .step import MAX_GRAD_NORM, clip_gradients, forward_loss
 
 
 class NonFiniteLossError(RuntimeError):
@@ -133,36 +137,42 @@ def to_model_input(images: torch.Tensor, device: torch.device, channels_last: bo
 
 
 def optimizer_step(state: State) -> bool | torch.Tensor:
-    """Unscale, clip at 10, step, zero the gradients, update the EMA. Returns whether the step
-    was applied: a bool, or a 0-d device tensor when deciding it needed no host sync.
-
-    A non-finite gradient norm never reaches the weights. With a fused optimizer (the default
-    where PyTorch has one) the skip is decided on the device, without a host sync: the scaler
-    hands its inf flag to the fused kernel (fp16), or the flag is ``~isfinite(norm)`` (bf16/fp32).
-    The EMA is then updated anyway, towards the unchanged weights, as the official code does
-    after a step its scaler skipped; with the plain optimizer the EMA skips too (one sync).
-    """
+    """The reference step's clip and optimizer step, guarded: unscale, clip at 10, step unless
+    the gradient norm is not finite, zero the gradients, update the EMA. Returns whether the
+    step was applied: a bool, or a 0-d device tensor when deciding it needed no host sync."""
     state.scaler.unscale_(state.optimizer)  # clip the true gradient, not the fp16-scaled one
-    params = [p for p in state.model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-    fused = all(g.get("fused") for g in state.optimizer.param_groups)
-    stepped = True
-    if state.scaler.is_enabled():
-        state.scaler.step(state.optimizer)  # the scaler itself skips steps with inf/NaN gradients
-        state.scaler.update()
-    elif fused:  # the kernel skips the update when found_inf != 0: no host sync
-        stepped = torch.isfinite(norm)
-        state.optimizer.found_inf = (~stepped).float()
-        state.optimizer.step()
-        state.optimizer.found_inf = None
-    elif torch.isfinite(norm):
-        state.optimizer.step()
-    else:  # no scaler to catch it (fp32/bf16): never let a NaN reach the weights
-        stepped = False
-    state.optimizer.zero_grad(set_to_none=True)
+    norm = clip_gradients(state.model.parameters())
+    stepped = step_if_finite(state, norm)
+    state.optimizer.zero_grad(set_to_none=True)  # after the step: the next batches accumulate
     if stepped is not False and state.ema is not None:
         state.ema.update(state.model)
     return stepped
+
+
+def step_if_finite(state: State, norm: torch.Tensor) -> bool | torch.Tensor:
+    """``optimizer.step()``, never with a non-finite gradient (``norm``: what
+    :func:`~yolov9lite.training.step.clip_gradients` returned).
+
+    With a fused optimizer (the default where PyTorch has one) the skip is decided on the device,
+    without a host sync: the scaler hands its inf flag to the fused kernel (fp16), or the flag is
+    ``~isfinite(norm)`` (bf16/fp32). The EMA is then updated anyway, towards the unchanged
+    weights, as the official code does after a step its scaler skipped; with the plain optimizer
+    the step and the EMA are skipped after one host sync.
+    """
+    if state.scaler.is_enabled():
+        state.scaler.step(state.optimizer)  # the scaler itself skips steps with inf/NaN gradients
+        state.scaler.update()
+        return True
+    if all(g.get("fused") for g in state.optimizer.param_groups):
+        stepped = torch.isfinite(norm)  # the kernel skips the update when found_inf != 0
+        state.optimizer.found_inf = (~stepped).float()
+        state.optimizer.step()
+        state.optimizer.found_inf = None
+        return stepped
+    if torch.isfinite(norm):
+        state.optimizer.step()
+        return True
+    return False  # no scaler to catch it (fp32/bf16): never let a NaN reach the weights
 
 
 def all_ranks_finite(loss: torch.Tensor, dist_info: DistInfo, sums: torch.Tensor | None = None,
@@ -187,24 +197,37 @@ def all_ranks_finite(loss: torch.Tensor, dist_info: DistInfo, sums: torch.Tensor
 def train_step(state: State, x: torch.Tensor, targets: torch.Tensor, loss_fn,
                dist_info: DistInfo, amp_dtype, sums: torch.Tensor, step_due: bool,
                read_sums: bool = False):
-    """Forward, loss, non-finite guard, backward and (when ``step_due``) the optimizer step of
-    one batch. Returns ``(ok, loss, sums_list_or_None)``; ``ok`` False = batch skipped.
+    """The reference step's forward, loss and backward of one batch under autocast, with the
+    non-finite guard between loss and backward, and (when ``step_due``) :func:`optimizer_step`.
+    Returns ``(ok, loss, sums_list_or_None)``; ``ok`` False = batch skipped.
 
     One device sync, whatever the precision and verbosity: the guard reads one flag (plus the
     running loss sums for the progress bar). The loss reads the padded box count from the
     targets, which the loop passes on the CPU, so that read is not a device sync
     (``tests/test_accel.py`` counts both). The optimizer step adds none with a fused optimizer.
     """
-    with autocast(x.device, amp_dtype):
-        preds = state.net(x)
-        loss, items = loss_fn(preds, targets)
-    ok, values = all_ranks_finite(loss, dist_info, sums, items, read_sums)
-    if not ok:
-        return False, loss, values
-    state.scaler.scale(loss).backward()
+    with gradient_sync(state.net, step_due):
+        with autocast(x.device, amp_dtype):
+            loss, items = forward_loss(state.net, loss_fn, x, targets)
+        ok, values = all_ranks_finite(loss, dist_info, sums, items, read_sums)
+        if not ok:
+            return False, loss, values
+        state.scaler.scale(loss).backward()
     if step_due:
         optimizer_step(state)
     return True, loss, values
+
+
+def gradient_sync(net: nn.Module, sync: bool):
+    """Where ``net`` is DDP and no optimizer step follows this batch: its ``no_sync()`` (the
+    gradients accumulate on each rank, and the backward of the batch that steps all-reduces
+    their sum: one all-reduce per optimizer step instead of one per batch). Otherwise nothing. DDP decides at the forward whether the backward all-reduces,
+    so forward and backward both run inside. A compiled DDP model (``compile=True``)
+    all-reduces every batch, as the official loop does: ``no_sync`` is not applied through
+    ``torch.compile``."""
+    if sync or not isinstance(net, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return net.no_sync()
 
 
 def count_nonfinite(state: State, loss: torch.Tensor, where: str, plan: EpochPlan) -> None:

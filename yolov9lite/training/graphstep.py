@@ -1,8 +1,10 @@
 """The training step with static shapes and no host syncs, ready to be captured as a CUDA graph.
 
-The eager step of :mod:`yolov9lite.training.engine` is the readable reference; this is the same
-mathematics (official ``train_dual.py``: forward, dual loss, backward, clip at 10, SGD, EMA),
-rearranged so that the GPU never waits for the host and the host never waits for the GPU:
+The reference step of :mod:`yolov9lite.training.step` and the eager step of
+:mod:`yolov9lite.training.engine` built on it are the readable ones; this is the same mathematics
+(official ``train_dual.py``: :func:`~yolov9lite.training.step.forward_loss`, backward, clip at 10,
+SGD, EMA), rearranged so that the GPU never waits for the host and the host never waits for the
+GPU:
 
 1. **Static shapes.** The targets are padded on the CPU to a fixed *box budget* per image
    (:data:`BOX_BUDGET`; a batch with more boxes is padded to the next multiple of it), so the
@@ -38,6 +40,8 @@ from __future__ import annotations
 import warnings
 
 import torch
+
+from .step import forward_loss
 
 BOX_BUDGET = 64  # boxes per image the static shape holds (a mosaic of 4 COCO images: ~30 typical)
 CHECK_EVERY = 50  # device flags are read once per this many steps (one sync) and at epoch end
@@ -129,8 +133,7 @@ class GraphStep:
         amp = self.amp_dtype
         with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None,
                             cache_enabled=autocast_cache):
-            preds = self.state.net(x)
-            loss, items = self.loss_of(preds, gt)
+            loss, items = forward_loss(self.state.net, self.loss_of, x, gt)
         ok = torch.isfinite(loss.detach())
         self.before.copy_(self.flat)
         self.state.scaler.scale(loss).backward()

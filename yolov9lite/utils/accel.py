@@ -13,7 +13,8 @@ gives the loss and gradients of the plain path within tolerance.
   reports how long compilation took (:class:`CompileTimer`).
 * :func:`fused_sgd_available` - whether ``torch.optim.SGD(fused=True)`` runs on a device; the
   fused kernel also takes an on-device "skip this step" flag, which is how the training step
-  avoids a host sync for its non-finite-gradient guard (see :func:`yolov9lite.training.trainer.optimizer_step`).
+  avoids a host sync for its non-finite-gradient guard (see
+  :func:`yolov9lite.training.engine.step_if_finite`).
 * :class:`CudaGraphRunner` - capture a deployed model's forward once for a fixed input shape and
   replay it: at batch 1 the eager model is limited by Python and kernel-launch overhead, a graph
   replay is one launch. Falls back to the eager model on CPU.
@@ -101,7 +102,7 @@ def prepare_model(model: nn.Module, channels_last: bool = False, compile: bool =
     the model itself, or a :class:`CompileTimer` around ``torch.compile(model)``.
 
     Channels-last (NHWC) lets cuDNN use its tensor-core convolution kernels without transposes;
-    the input must be channels-last too (:func:`yolov9lite.training.trainer.to_model_input` does it).
+    the input must be channels-last too (:func:`yolov9lite.training.engine.to_model_input` does it).
     ``compile_mode`` is passed to ``torch.compile`` (e.g. ``"max-autotune-no-cudagraphs"``).
     """
     if channels_last:
