@@ -465,7 +465,7 @@ def build_ledger(records, fig_dir=None, scale: str = "default (synthetic crops, 
     claim("08.ds_hurts_shallow", "deep supervision costs a shallow model accuracy (GELAN-S: "
           "-0.2 AP)", "Sec. 5.4, Table 5", "ds", "none", shallow, "negative")
     claim("08.ds_helps_deep", "deep supervision brings gains only in (very) deep models; read "
-          f"here as: it helps the {deep}-deep branch", "Sec. 2.3, 5.4, Table 5", "ds", "none",
+          f"here as: it helps the {deep}-deep branch", "Sec. 5.4, Table 5", "ds", "none",
           deep, "positive")
     _, d = interaction(records, deep, shallow)
     ledger.add(paired_claim(
