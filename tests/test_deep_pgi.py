@@ -98,19 +98,23 @@ def test_committed_records_recompute(one_thread):
     first committed seed, every arm at the shallow depth and the two arms of the main claim
     (``none``, ``aux_rev``) at the deep one (the whole seed would take too long for CI).
 
-    Rule (fixed before the records existed): each recomputed held-out accuracy lies within
-    4 x SD of the committed jitter control's per-seed differences (jitter - none, at that depth)
-    of the committed value. The jitter control measures how far a 1e-6 relative change of the
-    initial weights moves a run; another CPU's rounding is a change of that kind.
+    Rule: each recomputed held-out accuracy lies within ``tol`` of the committed value, where
+    ``tol`` = 4 x SD of the committed jitter control's per-seed differences (jitter - none, both
+    depths pooled), and at least one held-out image (100 / n_test points, the resolution of the
+    metric). The jitter control measures how far a 1e-6 relative change of the initial weights
+    moves a run; another CPU's rounding is a change of that kind. (Stated before this test first
+    ran. A first version took the SD per depth; a look at partial records showed the depth-10
+    jitter differences can all be exactly 0, which would demand bit-exact results on every CPU,
+    so the SD is pooled over depths and floored at one image.)
     """
     records = _committed()
     cfg = D.StudyConfig()
     seed = min(r.seed for r in records)
     data = D.seed_data(seed, cfg)
     sample = {min(cfg.depths): D.RUN_ARMS, max(cfg.depths): ("none", "aux_rev")}
+    jitter = np.concatenate([D.differences(records, "jitter", "none", d)[1] for d in cfg.depths])
+    tol = max(4 * float(np.std(jitter, ddof=1)), 100 / cfg.n_test)
     for depth, arms in sample.items():
-        _, jitter = D.differences(records, "jitter", "none", depth)
-        tol = 4 * float(np.std(jitter, ddof=1))
         committed = {r.extra["arm"]: r.value for r in records if r.metric == D.ACCURACY
                      and r.seed == seed and r.extra["depth"] == str(depth)}
         assert set(committed) == set(D.RUN_ARMS)
@@ -127,3 +131,15 @@ def test_committed_ledger_recomputes_from_the_records():
     assert ledger.verdicts() == {c["id"]: c["verdict"] for c in committed["claims"]}
     for c in committed["claims"]:
         assert ledger[c["id"]].estimate == pytest.approx(c["estimate"], rel=1e-5, abs=1e-9)
+
+
+def test_differences_have_the_declared_signs():
+    from yolov9lite.study.runs import RunRecord
+
+    acc = {("none", 10): 60.0, ("none", 40): 20.0, ("aux_rev", 10): 61.0, ("aux_rev", 40): 25.0}
+    records = [RunRecord(D.variant(arm, depth), seed, 100, D.ACCURACY, value + seed,
+                         extra={"depth": str(depth), "arm": arm})
+               for (arm, depth), value in acc.items() for seed in (0, 1)]
+    assert D.depth_effect(records, 10, 40)[1].tolist() == [40.0, 40.0]  # shallow - deep
+    assert D.differences(records, "aux_rev", "none", 40)[1].tolist() == [5.0, 5.0]
+    assert D.interaction(records, 40, 10)[1].tolist() == [4.0, 4.0]  # 5 - 1

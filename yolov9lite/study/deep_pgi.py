@@ -402,8 +402,9 @@ def interaction(records, deep: int, shallow: int) -> tuple[list[int], np.ndarray
 
 
 def depth_effect(records, shallow: int, deep: int) -> tuple[list[int], np.ndarray]:
-    """(seeds, accuracy of ``none`` at ``shallow`` - at ``deep``): the positive control."""
-    return paired_differences(records, ACCURACY, variant("none", deep), variant("none", shallow))
+    """(seeds, accuracy of ``none`` at ``shallow`` - at ``deep``): the positive control
+    (``paired_differences(worse, better)`` returns ``worse - better``: here shallow - deep)."""
+    return paired_differences(records, ACCURACY, variant("none", shallow), variant("none", deep))
 
 
 CLAIMS = ("08.aux_rev_helps_deep", "08.aux_rev_helps_shallow", "08.aux_rev_beats_ds_deep",
