@@ -41,7 +41,7 @@ PARTS = (
     ("The information bottleneck", ("01",)),
     ("Reversible functions", ("02",)),
     ("GELAN", ("03",)),
-    ("PGI and ablations", ("04", "05")),
+    ("PGI and ablations", ("04", "05", "08")),  # 08: PGI in a deep, thin network
     ("Training and evaluation", ("06", "07")),
 )
 OTHER_PART = "More notebooks"
