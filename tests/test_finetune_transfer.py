@@ -1,0 +1,97 @@
+"""Fine-tuning transfers what a model learned: ``train(weights=...)`` from a model trained on one
+class set beats the same run from scratch on another class set (issue 26).
+
+Design, fixed before the first run of this test:
+
+* set A = synthetic shapes ``disc, square, triangle, star`` (4 classes, 128 train images);
+  set B = ``hexagon, cross`` (2 classes, none of A's shapes: 64 train / 48 held-out images),
+  written by ``make_synthetic(classes=...)`` with their own seeds, at 64 px;
+* pre-training: gelan-nano from scratch on A, 10 epochs x 8 batches of 16 (once per module);
+* on B, for each of the seeds 0, 1, 2, two runs that differ only in the starting weights:
+  ``weights=<A's last.pt>`` (the head's class layers start afresh: 4 -> 2 classes) and from
+  scratch; both 3 epochs x 4 batches of 16, same seed (same batches, augmentation and fresh
+  initialisation), official recipe otherwise (no warm-up, so that 12 steps are all at lr0);
+* metric: the held-out loss (box + cls + dfl, the training loss with its gains) of the saved
+  (EMA) model over B's 48 validation images, BatchNorm in eval mode. AP50 is printed, not
+  judged: after 12 steps both runs are often near 0 on a CPU at this size;
+* rule (paired, one verdict per seed, no pooling): in EVERY seed the fine-tuned loss is at
+  most 0.8 x the scratch loss. The margin 0.8 is the one of the earlier attempt (issue 26),
+  kept as it was. A broken transfer (nothing copied, or copied under the wrong names) gives a
+  ratio near 1.
+
+Attempts (every run of this test's configuration, numbers as measured on the project's
+2-core CPU machine, shared with other jobs):
+
+* attempt 1 (this design): see ATTEMPTS below.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import yolov9lite.training.trainer as T
+from yolov9lite.data import build_dataloader, make_synthetic
+from yolov9lite.training.loss import DetectionLoss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SET_A = ["disc", "square", "triangle", "star"]
+SET_B = ["hexagon", "cross"]
+SEEDS = (0, 1, 2)
+MAX_RATIO = 0.8  # fine-tuned / scratch held-out loss, every seed (fixed before the first run)
+IMGSZ = 64
+COMMON = {"model": "gelan-nano", "batch_size": 16, "nominal_batch": 16, "imgsz": IMGSZ,
+          "device": "cpu", "workers": 0, "warmup_epochs": 0, "close_mosaic": 0,
+          "val_interval": 0, "tensorboard": False, "plots": False, "verbose": False}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("transfer")
+    a = make_synthetic(root / "A", num_train=128, num_val=8, imgsz=IMGSZ, seed=10, classes=SET_A)
+    b = make_synthetic(root / "B", num_train=64, num_val=48, imgsz=IMGSZ, seed=20, classes=SET_B)
+    return root, a, b
+
+
+@pytest.fixture(scope="module")
+def pretrained(data):
+    """gelan-nano trained on set A (its last.pt)."""
+    root, a, _ = data
+    return T.train(data=str(a), epochs=10, seed=0, project=root / "runs", name="A",
+                   **COMMON).last
+
+
+def held_out_loss(model, data_yaml) -> float:
+    """Mean training loss (box + cls + dfl) of ``model`` over the validation images, in eval
+    mode except the head's own flag, so that it returns the raw maps the loss consumes."""
+    loader = build_dataloader(str(data_yaml), "val", imgsz=IMGSZ, batch_size=16, workers=0)
+    model = model.float().eval()
+    model.head.training = True  # the flag only: BatchNorm layers below stay in eval mode
+    loss_fn, total, images = DetectionLoss(model), 0.0, 0
+    try:
+        with torch.no_grad():
+            for batch, targets, _ in loader:
+                _, items = loss_fn(model(batch.float() / 255), targets)
+                total += items.sum().item() * len(batch)
+                images += len(batch)
+    finally:
+        model.head.training = False
+    return total / images
+
+
+def test_finetuning_beats_scratch_on_another_class_set(data, pretrained):
+    root, _, b = data
+    rows = []
+    for seed in SEEDS:
+        losses, ap50 = {}, {}
+        for start, extra in (("finetuned", {"weights": str(pretrained)}), ("scratch", {})):
+            history = T.train(data=str(b), epochs=3, max_batches=4, seed=seed,
+                              project=root / "runs", name=f"{start}{seed}", **COMMON, **extra)
+            losses[start] = held_out_loss(history.ema, b)
+            ap50[start] = history[-1]["metrics/AP50"]
+        rows.append((seed, losses["finetuned"], losses["scratch"],
+                     losses["finetuned"] / losses["scratch"], ap50["finetuned"], ap50["scratch"]))
+    table = "\n".join(f"seed {s}: held-out loss {f:.3f} fine-tuned vs {c:.3f} scratch, ratio "
+                      f"{r:.3f}; AP50 {fa:.3f} vs {ca:.3f}" for s, f, c, r, fa, ca in rows)
+    print(table)
+    assert all(ratio <= MAX_RATIO for _, _, _, ratio, _, _ in rows), table
