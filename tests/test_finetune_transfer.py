@@ -1,28 +1,33 @@
 """Fine-tuning transfers what a model learned: ``train(weights=...)`` from a model trained on one
 class set beats the same run from scratch on another class set (issue 26).
 
-Design, fixed before the first run of this test:
+Design (attempt 2, fixed before its first run; attempt 1 below):
 
-* set A = synthetic shapes ``disc, square, triangle, star`` (4 classes, 128 train images);
-  set B = ``hexagon, cross`` (2 classes, none of A's shapes: 64 train / 48 held-out images),
+* set A = synthetic shapes ``disc, square, triangle, star`` (4 classes, 256 train images);
+  set B = ``hexagon, cross`` (2 classes, none of A's shapes: 128 train / 48 held-out images),
   written by ``make_synthetic(classes=...)`` with their own seeds, at 64 px;
-* pre-training: gelan-nano from scratch on A, 10 epochs x 8 batches of 16 (once per module);
+* pre-training: gelan-nano from scratch on A, 3 epochs x 16 batches of 16 (once per module);
 * on B, for each of the seeds 0, 1, 2, two runs that differ only in the starting weights:
   ``weights=<A's last.pt>`` (the head's class layers start afresh: 4 -> 2 classes) and from
-  scratch; both 3 epochs x 4 batches of 16, same seed (same batches, augmentation and fresh
-  initialisation), official recipe otherwise (no warm-up, so that 12 steps are all at lr0);
+  scratch; both 1 epoch of 8 batches of 16, same seed (same batches, augmentation and fresh
+  initialisation), official recipe otherwise (no warm-up, so that the 8 steps are all at lr0);
 * metric: the held-out loss (box + cls + dfl, the training loss with its gains) of the saved
   (EMA) model over B's 48 validation images, BatchNorm in eval mode. AP50 is printed, not
-  judged: after 12 steps both runs are often near 0 on a CPU at this size;
+  judged: after a few steps both runs are often near 0 on a CPU at this size;
 * rule (paired, one verdict per seed, no pooling): in EVERY seed the fine-tuned loss is at
   most 0.8 x the scratch loss. The margin 0.8 is the one of the earlier attempt (issue 26),
   kept as it was. A broken transfer (nothing copied, or copied under the wrong names) gives a
   ratio near 1.
 
-Attempts (every run of this test's configuration, numbers as measured on the project's
-2-core CPU machine, shared with other jobs):
+Attempts (every run of this test, as measured on the project's 2-core CPU machine while other
+jobs shared it, load average 6-12):
 
-* attempt 1 (this design): see ATTEMPTS below.
+* attempt 1: the same rule; pre-training 10 epochs x 8 batches (128 images of A), fine-tuning
+  3 epochs x 4 batches (64 images of B). No verdict: the module's pre-training alone ran past
+  pytest's 600 s timeout under that load (a probe of the same configuration, run before the
+  rule was written, had taken 86 s for the pre-training and 26-30 s per run, and gave ratio
+  0.56 at seed 0). Attempt 2 cuts the work (96 steps instead of 152, 16 checkpoint writes
+  instead of 29) and keeps the rule.
 """
 from __future__ import annotations
 
@@ -48,8 +53,8 @@ COMMON = {"model": "gelan-nano", "batch_size": 16, "nominal_batch": 16, "imgsz":
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("transfer")
-    a = make_synthetic(root / "A", num_train=128, num_val=8, imgsz=IMGSZ, seed=10, classes=SET_A)
-    b = make_synthetic(root / "B", num_train=64, num_val=48, imgsz=IMGSZ, seed=20, classes=SET_B)
+    a = make_synthetic(root / "A", num_train=256, num_val=8, imgsz=IMGSZ, seed=10, classes=SET_A)
+    b = make_synthetic(root / "B", num_train=128, num_val=48, imgsz=IMGSZ, seed=20, classes=SET_B)
     return root, a, b
 
 
@@ -57,7 +62,7 @@ def data(tmp_path_factory):
 def pretrained(data):
     """gelan-nano trained on set A (its last.pt)."""
     root, a, _ = data
-    return T.train(data=str(a), epochs=10, seed=0, project=root / "runs", name="A",
+    return T.train(data=str(a), epochs=3, seed=0, project=root / "runs", name="A",
                    **COMMON).last
 
 
@@ -85,7 +90,7 @@ def test_finetuning_beats_scratch_on_another_class_set(data, pretrained):
     for seed in SEEDS:
         losses, ap50 = {}, {}
         for start, extra in (("finetuned", {"weights": str(pretrained)}), ("scratch", {})):
-            history = T.train(data=str(b), epochs=3, max_batches=4, seed=seed,
+            history = T.train(data=str(b), epochs=1, seed=seed,
                               project=root / "runs", name=f"{start}{seed}", **COMMON, **extra)
             losses[start] = held_out_loss(history.ema, b)
             ap50[start] = history[-1]["metrics/AP50"]
