@@ -82,7 +82,7 @@ def test_workers_are_capped_at_the_available_cpus(data_yaml, monkeypatch):
     0 stays 0 and a request is never capped below 1."""
     import yolov9lite.data.loader as L
 
-    monkeypatch.setattr(L, "available_cpus", lambda: 2)
+    monkeypatch.setattr(L, "available_cpus", lambda: 2)  # the name the loader reads
 
     def built(workers, world=1):
         return build_dataloader(data_yaml, "train", imgsz=64, batch_size=4, workers=workers,

@@ -1,5 +1,5 @@
 """Fine-tuning transfers what a model learned: ``train(weights=...)`` from a model trained on one
-class set beats the same run from scratch on another class set (issue 26).
+class set beats the same run from scratch on another class set.
 
 Design (attempt 2, fixed before its first run; attempt 1 below):
 
@@ -15,19 +15,27 @@ Design (attempt 2, fixed before its first run; attempt 1 below):
   (EMA) model over B's 48 validation images, BatchNorm in eval mode. AP50 is printed, not
   judged: after a few steps both runs are often near 0 on a CPU at this size;
 * rule (paired, one verdict per seed, no pooling): in EVERY seed the fine-tuned loss is at
-  most 0.8 x the scratch loss. The margin 0.8 is the one of the earlier attempt (issue 26),
-  kept as it was. A broken transfer (nothing copied, or copied under the wrong names) gives a
+  most 0.8 x the scratch loss. The margin 0.8 is the one of an earlier design (below), kept
+  as it was. A broken transfer (nothing copied, or copied under the wrong names) gives a
   ratio near 1.
 
 Attempts (every run of this test, as measured on the project's 2-core CPU machine while other
-jobs shared it, load average 6-12):
+jobs shared it, load average 6-14):
 
+* attempt 0 (an earlier design, not this file: another class split, a pre-training then 6
+  fine-tuning epochs): held-out AP50 0.108 / 0.111 / 0.008 fine-tuned vs 0.000 from scratch
+  (seeds 0-2), but 0.000 for both at test size (12 steps), and the same loss rule (<= 0.8)
+  failed at seed 2 (ratio 0.85); nothing was shipped rather than loosen the rule;
 * attempt 1: the same rule; pre-training 10 epochs x 8 batches (128 images of A), fine-tuning
   3 epochs x 4 batches (64 images of B). No verdict: the module's pre-training alone ran past
   pytest's 600 s timeout under that load (a probe of the same configuration, run before the
   rule was written, had taken 86 s for the pre-training and 26-30 s per run, and gave ratio
   0.56 at seed 0). Attempt 2 cuts the work (96 steps instead of 152, 16 checkpoint writes
   instead of 29) and keeps the rule.
+* attempt 2 (this file): passed. Held-out loss fine-tuned vs scratch, ratio: seed 0 9.207 vs
+  15.590, 0.591; seed 1 9.009 vs 15.548, 0.579; seed 2 9.414 vs 15.606, 0.603 (AP50 0.011 /
+  0.014 / 0.031 vs 0.010 / 0.010 / 0.010). 944 s wall, 247 s CPU (user + sys) for the module
+  under load average 12-14: far over the few seconds CI can afford per test, hence ``slow``.
 """
 from __future__ import annotations
 
@@ -84,6 +92,7 @@ def held_out_loss(model, data_yaml) -> float:
     return total / images
 
 
+@pytest.mark.slow
 def test_finetuning_beats_scratch_on_another_class_set(data, pretrained):
     root, _, b = data
     rows = []

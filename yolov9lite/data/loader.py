@@ -15,25 +15,16 @@ workers read on every item, so no rebuild is needed; only the batches already pr
 
 from __future__ import annotations
 
-import os
-
 import cv2
 import numpy as np
 import torch
 
+from ..utils.runtime import available_cpus
 from .config import load_data_config, split_source
 from .dataset import DetectionDataset, collate
 from .imagecache import open_image_cache
 from .labels import load_records
 from .sampling import EpochSampler
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, e.g. a container's share), else all."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
 
 
 def default_workers() -> int:
