@@ -1,7 +1,7 @@
 """Fine-tuning transfers what a model learned: ``train(weights=...)`` from a model trained on one
 class set beats the same run from scratch on another class set.
 
-Design (attempt 2, fixed before its first run; attempt 1 below):
+Design (attempt 3, fixed before its first run; attempts 0-2 below):
 
 * set A = synthetic shapes ``disc, square, triangle, star`` (4 classes, 256 train images);
   set B = ``hexagon, cross`` (2 classes, none of A's shapes: 128 train / 48 held-out images),
@@ -10,7 +10,11 @@ Design (attempt 2, fixed before its first run; attempt 1 below):
 * on B, for each of the seeds 0, 1, 2, two runs that differ only in the starting weights:
   ``weights=<A's last.pt>`` (the head's class layers start afresh: 4 -> 2 classes) and from
   scratch; both 1 epoch of 8 batches of 16, same seed (same batches, augmentation and fresh
-  initialisation), official recipe otherwise (no warm-up, so that the 8 steps are all at lr0);
+  initialisation), ``lr0`` 0.001 and no warm-up for both (the README's advice for fine-tuning
+  on a small set; at the recipe's 0.01 a fine-tuning run could blow up, attempt 2), the
+  official recipe otherwise;
+* the pre-training runs on one torch thread, as the runs on B (the module fixture is set up
+  before the test's ``one_thread``);
 * metric: the held-out loss (box + cls + dfl, the training loss with its gains) of the saved
   (EMA) model over B's 48 validation images, BatchNorm in eval mode. AP50 is printed, not
   judged: after a few steps both runs are often near 0 on a CPU at this size;
@@ -35,7 +39,14 @@ jobs shared it, load average 6-14):
 * attempt 2 (this file): passed. Held-out loss fine-tuned vs scratch, ratio: seed 0 9.207 vs
   15.590, 0.591; seed 1 9.009 vs 15.548, 0.579; seed 2 9.414 vs 15.606, 0.603 (AP50 0.011 /
   0.014 / 0.031 vs 0.010 / 0.010 / 0.010). 944 s wall, 247 s CPU (user + sys) for the module
-  under load average 12-14: far over the few seconds CI can afford per test, hence ``slow``.
+  under load average 12-14. Then it FAILED on a rerun after training on the CPU started to use
+  one thread fewer than the CPUs (1 instead of 2 here), which changed the float rounding of
+  the pre-training only (it ran outside ``one_thread``): seed 0 9.225 vs 15.590, 0.592; seed 1
+  10.082 vs 15.548, 0.648; seed 2 15.569 vs 15.606, 0.998 (train loss 11.3, like the other
+  seeds: the fine-tuning at lr0 0.01 without warm-up went astray at the end; reproducible bit
+  for bit from that pre-trained model). A rule that flips with the last bits of the
+  pre-training is a failing test: attempt 3 changes the design (lr0, one thread), not the rule.
+* attempt 3: see ATTEMPT_3 below.
 """
 from __future__ import annotations
 
@@ -53,6 +64,7 @@ SET_B = ["hexagon", "cross"]
 SEEDS = (0, 1, 2)
 MAX_RATIO = 0.8  # fine-tuned / scratch held-out loss, every seed (fixed before the first run)
 IMGSZ = 64
+PRETRAIN_THREADS = 1  # a check of robustness reran attempt 3 with 2 (see the docstring)
 COMMON = {"model": "gelan-nano", "batch_size": 16, "nominal_batch": 16, "imgsz": IMGSZ,
           "device": "cpu", "workers": 0, "warmup_epochs": 0, "close_mosaic": 0,
           "val_interval": 0, "tensorboard": False, "plots": False, "verbose": False}
@@ -70,8 +82,13 @@ def data(tmp_path_factory):
 def pretrained(data):
     """gelan-nano trained on set A (its last.pt)."""
     root, a, _ = data
-    return T.train(data=str(a), epochs=3, seed=0, project=root / "runs", name="A",
-                   **COMMON).last
+    threads = torch.get_num_threads()
+    torch.set_num_threads(PRETRAIN_THREADS)
+    try:
+        return T.train(data=str(a), epochs=3, seed=0, project=root / "runs", name="A",
+                       **COMMON).last
+    finally:
+        torch.set_num_threads(threads)
 
 
 def held_out_loss(model, data_yaml) -> float:
@@ -99,7 +116,7 @@ def test_finetuning_beats_scratch_on_another_class_set(data, pretrained):
     for seed in SEEDS:
         losses, ap50 = {}, {}
         for start, extra in (("finetuned", {"weights": str(pretrained)}), ("scratch", {})):
-            history = T.train(data=str(b), epochs=1, seed=seed,
+            history = T.train(data=str(b), epochs=1, seed=seed, lr0=0.001,
                               project=root / "runs", name=f"{start}{seed}", **COMMON, **extra)
             losses[start] = held_out_loss(history.ema, b)
             ap50[start] = history[-1]["metrics/AP50"]
