@@ -40,8 +40,9 @@ jobs shared it, load average 6-14):
   15.590, 0.591; seed 1 9.009 vs 15.548, 0.579; seed 2 9.414 vs 15.606, 0.603 (AP50 0.011 /
   0.014 / 0.031 vs 0.010 / 0.010 / 0.010). 944 s wall, 247 s CPU (user + sys) for the module
   under load average 12-14. Then it FAILED on a rerun after training on the CPU started to use
-  one thread fewer than the CPUs (1 instead of 2 here), which changed the float rounding of
-  the pre-training only (it ran outside ``one_thread``): seed 0 9.225 vs 15.590, 0.592; seed 1
+  one thread fewer than the CPUs (1 instead of 2 here), most likely because that changed the
+  float rounding of the pre-training only (it ran outside ``one_thread``; the scratch runs
+  gave the same numbers to the last digit printed): seed 0 9.225 vs 15.590, 0.592; seed 1
   10.082 vs 15.548, 0.648; seed 2 15.569 vs 15.606, 0.998 (train loss 11.3, like the other
   seeds: the fine-tuning at lr0 0.01 without warm-up went astray at the end; reproducible bit
   for bit from that pre-trained model). A rule that flips with the last bits of the
