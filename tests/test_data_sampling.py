@@ -74,3 +74,20 @@ def test_ddp_shards_partition_one_order():
     assert keys[1][0][1][0] == 1
     with pytest.raises(ValueError, match="rank 3"):
         EpochSampler(n, rank=3, world_size=3)
+
+
+def test_workers_are_capped_at_the_available_cpus(data_yaml, monkeypatch):
+    """As the official create_dataloader: no more loader processes than CPUs per rank (the
+    training default of 4 on a 2-core machine started 4 per loader, with PyTorch's warning);
+    0 stays 0 and a request is never capped below 1."""
+    import yolov9lite.data.loader as L
+
+    monkeypatch.setattr(L, "available_cpus", lambda: 2)  # the name the loader reads
+
+    def built(workers, world=1):
+        return build_dataloader(data_yaml, "train", imgsz=64, batch_size=4, workers=workers,
+                                world_size=world, persistent_workers=False).num_workers
+
+    assert [built(4), built(2), built(1), built(0)] == [2, 2, 1, 0]
+    assert [built(4, world=2), built(4, world=4)] == [1, 1]
+    assert L.capped_workers(8) == 2

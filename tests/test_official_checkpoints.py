@@ -169,6 +169,42 @@ def test_large_model_as_train_dual_saves_it_loads(name, tmp_path):
         assert torch.equal(mine[k], expected), k
 
 
+def test_train_weights_from_official_release_file(tmp_path, capsys):
+    """``train --weights`` on a release file written by the real official classes (the stripped
+    layout of yolov9-t.pt, 80 classes) onto a 3-class set, with ``--freeze 10``: the model it
+    holds is built, every tensor but the class layers comes from the file under the official
+    layer numbering, the backbone stays the file's bit for bit through a training step, the
+    rest trains."""
+    from yolov9lite import build_model
+    from yolov9lite.data import make_synthetic
+
+    ref = _official_reference("yolov9-t")
+    path = _stripped_file(ref, tmp_path / "yolov9-t.pt")
+    data = make_synthetic(tmp_path / "data", num_train=8, num_val=2, imgsz=64, seed=0,
+                          classes=["disc", "square", "triangle"])
+    assert cli_main(["train", "--weights", str(path), "--freeze", "10", "--data", str(data),
+                     "--img", "64", "--epochs", "1", "--batch", "8", "--nominal-batch", "8",
+                     "--max-batches", "1", "--workers", "0", "--device", "cpu",
+                     "--warmup-epochs", "0", "--project", str(tmp_path / "runs"),
+                     "--no-tensorboard", "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "(yolov9-t, 80 classes -> 3)" in out and "freeze 10:" in out
+    ckpt = load_checkpoint(tmp_path / "runs" / "exp" / "weights" / "last.pt")
+    assert ckpt["model_name"] == "yolov9-t" and ckpt["nc"] == 3
+    trained = ckpt["train_state"]["model"]  # the training weights (the EMA may move a last bit)
+    theirs = ref.state_dict()
+    names = official_key_map(build_model("yolov9-t", 3))
+    params = {k for k, _ in build_model("yolov9-t", 3).named_parameters()}
+    frozen = [k for k in params if int(names[k].split(".")[1]) < 10]
+    assert len(frozen) > 50
+    for k in frozen:
+        assert torch.equal(trained[k], theirs[names[k]].float()), k
+    moved = [k for k in params - set(frozen) if trained[k].shape == theirs[names[k]].shape
+             and not torch.equal(trained[k], theirs[names[k]].float())]
+    assert len(moved) > 50  # the neck and head trained
+    assert trained["head.main.cv3.0.2.weight"].shape[0] == 3
+
+
 def _shared_tree(classes, depth: int):
     """A module in which every node names the same child twice: 2**depth paths."""
     node = classes["Conv"].__new__(classes["Conv"])

@@ -15,12 +15,11 @@ workers read on every item, so no rebuild is needed; only the batches already pr
 
 from __future__ import annotations
 
-import os
-
 import cv2
 import numpy as np
 import torch
 
+from ..utils.runtime import available_cpus
 from .config import load_data_config, split_source
 from .dataset import DetectionDataset, collate
 from .imagecache import open_image_cache
@@ -29,7 +28,18 @@ from .sampling import EpochSampler
 
 
 def default_workers() -> int:
-    return min(2, os.cpu_count() or 1)
+    return min(2, available_cpus())
+
+
+def capped_workers(workers: int, world_size: int = 1) -> int:
+    """At most one loader process per CPU of this rank's share (the official ``create_dataloader``
+    caps ``--workers`` by ``os.cpu_count() // world_size`` the same way): the default 4 on a
+    2-core laptop would start 4 processes per loader, which PyTorch warns about and which only
+    slows the run down. Never below 1 when processes were asked for (0 stays 0: the main process
+    loads, another random stream); the batches are the same with any number of processes."""
+    if workers <= 0:
+        return workers
+    return max(1, min(workers, available_cpus() // max(world_size, 1)))
 
 
 def seed_worker(worker_id: int) -> None:
@@ -86,10 +96,12 @@ def build_dataloader(data_cfg, split: str, imgsz: int = 640, batch_size: int = 1
     `cache_images=True` reads decoded, resized images from the image cache (built on first
     use, shared by all workers through one memory map; imagecache.py) instead of decoding them
     every time: the same batches for less CPU per sample.
+
+    `workers` is capped at the CPUs available to each rank (:func:`capped_workers`).
     """
     dataset = build_dataset(data_cfg, split, imgsz, augment, rect, batch_size, hyp, pad, seed,
                             use_cache, cache_images)
-    workers = default_workers() if workers is None else workers
+    workers = default_workers() if workers is None else capped_workers(workers, world_size)
     shuffle = (dataset.augment and not dataset.rect) if shuffle is None else shuffle
     if shuffle and dataset.rect:
         raise ValueError("rect batches need the aspect-sorted order: use shuffle=False")

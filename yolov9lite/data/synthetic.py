@@ -126,13 +126,16 @@ def object_polygon(cls: int, h: int, w: int, rng: np.random.Generator) -> np.nda
     return poly + centre
 
 
-def render_image(h: int, w: int, max_objects: int, rng: np.random.Generator):
-    """One image and its visible-object annotations [(cls, polygons, bbox_xywh, area)]."""
+def render_image(h: int, w: int, max_objects: int, rng: np.random.Generator,
+                 classes: tuple[int, ...] | None = None):
+    """One image and its visible-object annotations [(cls, polygons, bbox_xywh, area)].
+    ``classes``: the indices into `SYNTHETIC_NAMES` to draw objects from (default: all six)."""
     image = background(h, w, rng)
     owner = np.zeros((h, w), np.int16)  # which object is visible at each pixel (0 = none)
     objects = []
     for k in range(1, int(rng.integers(1, max_objects + 1)) + 1):
-        cls = int(rng.integers(len(SYNTHETIC_NAMES)))
+        cls = (int(rng.integers(len(SYNTHETIC_NAMES))) if classes is None
+               else classes[int(rng.integers(len(classes)))])
         poly = object_polygon(cls, h, w, rng)
         x0, y0 = np.floor(poly.min(0)).astype(int).clip(0, [w - 1, h - 1])
         x1, y1 = np.ceil(poly.max(0)).astype(int).clip(1, [w, h])
@@ -165,8 +168,10 @@ def render_image(h: int, w: int, max_objects: int, rng: np.random.Generator):
 
 
 def generate_split(root: Path, split: str, count: int, first_id: int, imgsz: int,
-                   max_objects: int, seed: int) -> dict:
-    """Write the images of one split and return its COCO dict."""
+                   max_objects: int, seed: int, classes: tuple[int, ...] | None = None) -> dict:
+    """Write the images of one split and return its COCO dict (category ids 1..k in the order
+    of ``classes``, the indices of the drawn shapes; default all six)."""
+    drawn = tuple(range(len(SYNTHETIC_NAMES))) if classes is None else classes
     image_dir = root / "images" / split
     image_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
@@ -174,25 +179,26 @@ def generate_split(root: Path, split: str, count: int, first_id: int, imgsz: int
         rng = np.random.default_rng([seed, SPLIT_CODES[split], i])
         short = int(round(imgsz * rng.uniform(0.6, 1.0) / 2) * 2)
         h, w = (short, imgsz) if rng.random() < 0.7 else (imgsz, short)
-        image, objects = render_image(h, w, max_objects, rng)
+        image, objects = render_image(h, w, max_objects, rng, classes)
         image_id = first_id + i
         file_name = f"{image_id:012d}.jpg"
         cv2.imwrite(str(image_dir / file_name), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
         images.append({"id": image_id, "file_name": file_name, "height": h, "width": w})
         for cls, polygons, bbox, area in objects:
             annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": cls + 1,
+                "id": len(annotations) + 1, "image_id": image_id,
+                "category_id": drawn.index(cls) + 1,
                 "bbox": [float(v) for v in bbox], "area": float(area), "iscrowd": 0,
                 "segmentation": [p.astype(float).ravel().tolist() for p in polygons]})
-    categories = [{"id": i + 1, "name": n, "supercategory": "shape"}
-                  for i, n in enumerate(SYNTHETIC_NAMES)]
+    categories = [{"id": i + 1, "name": SYNTHETIC_NAMES[c], "supercategory": "shape"}
+                  for i, c in enumerate(drawn)]
     return {"info": {"description": f"yolov9lite synthetic shapes, {split}, seed {seed}"},
             "images": images, "annotations": annotations, "categories": categories}
 
 
 def make_synthetic(root="runs/data/synthetic", num_train: int = 384, num_val: int = 96,
                    imgsz: int = 320, seed: int = 0, max_objects: int = 8,
-                   force: bool = False) -> Path:
+                   force: bool = False, classes=None) -> Path:
     """Write the synthetic COCO-format dataset under `root`; returns the path of its data.yaml.
 
     Layout: `images/{train,val}/*.jpg`, `annotations/instances_{train,val}.json` (category ids
@@ -200,10 +206,16 @@ def make_synthetic(root="runs/data/synthetic", num_train: int = 384, num_val: in
     `imgsz` is the longest image side; the other side is 60-100% of it. If the folder already
     holds a set made with the same parameters it is reused (pass force=True to rewrite).
     Defaults: 384 + 96 images at 320 px, about 2 s on one core.
+    `classes`: the shapes to draw, a subset of `SYNTHETIC_NAMES` by name (e.g. two disjoint
+    class sets for a fine-tuning experiment); they become classes 0..k-1 (category ids 1..k) in
+    the order given. Default: all six, and the same bytes as before the option existed.
     """
     root = Path(root)
+    drawn = None if classes is None else _class_indices(classes)
     params = {"version": GENERATOR_VERSION, "num_train": num_train, "num_val": num_val,
               "imgsz": imgsz, "seed": seed, "max_objects": max_objects}
+    if drawn is not None:  # absent by default: sets written before the option are still reused
+        params["classes"] = [SYNTHETIC_NAMES[c] for c in drawn]
     manifest = root / "synthetic.json"
     yaml_path = root / "data.yaml"
     claim_folder(root)
@@ -214,20 +226,33 @@ def make_synthetic(root="runs/data/synthetic", num_train: int = 384, num_val: in
         if split_dir.is_dir():  # a stale set with other parameters: start clean
             for old in split_dir.glob("*.jpg"):
                 old.unlink()
-        coco = generate_split(root, split, count, first_id, imgsz, max_objects, seed)
+        coco = generate_split(root, split, count, first_id, imgsz, max_objects, seed, drawn)
         (root / "annotations").mkdir(parents=True, exist_ok=True)
         with open(root / "annotations" / f"instances_{split}.json", "w") as f:
             json.dump(coco, f)
+    names = SYNTHETIC_NAMES if drawn is None else [SYNTHETIC_NAMES[c] for c in drawn]
     config = {"path": ".", "train": "images/train", "val": "images/val",
               "train_json": "annotations/instances_train.json",
               "val_json": "annotations/instances_val.json",
-              "names": dict(enumerate(SYNTHETIC_NAMES)),
-              "category_ids": list(range(1, len(SYNTHETIC_NAMES) + 1))}
+              "names": dict(enumerate(names)),
+              "category_ids": list(range(1, len(names) + 1))}
     with open(yaml_path, "w") as f:
         f.write("# yolov9lite synthetic shapes dataset (written by make_synthetic)\n")
         yaml.safe_dump(config, f, sort_keys=False)
     manifest.write_text(json.dumps(params, sort_keys=True))  # written last: marks completion
     return yaml_path
+
+
+def _class_indices(classes) -> tuple[int, ...]:
+    """Shape names -> indices into `SYNTHETIC_NAMES`; unknown, repeated or no names are refused."""
+    if isinstance(classes, str):
+        classes = [classes]
+    names = list(classes)
+    unknown = [n for n in names if n not in SYNTHETIC_NAMES]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"classes={names!r}: give distinct shape names from "
+                         f"{', '.join(SYNTHETIC_NAMES)}")
+    return tuple(SYNTHETIC_NAMES.index(n) for n in names)
 
 
 SYNTHETIC_MARK = ".yolov9lite-synthetic"  # written first: this folder is ours to rewrite

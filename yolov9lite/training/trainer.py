@@ -68,6 +68,7 @@ from ..report.plots import save_run_plots
 from ..utils.runtime import (
     DistInfo,
     cleanup_distributed,
+    cpu_training_threads,
     resolve_amp,
     seed_everything,
     setup_distributed,
@@ -160,8 +161,9 @@ def train_resolved(cfg: TrainConfig, callbacks: dict | None, explicit: set[str])
     dist_info = setup_distributed(device)
     run = None
     try:
-        run = prepare_run(cfg, device, dist_info, checkpoint, save_dir, callbacks, source)
-        return run_training(run)
+        with cpu_training_threads(device):
+            run = prepare_run(cfg, device, dist_info, checkpoint, save_dir, callbacks, source)
+            return run_training(run)
     finally:
         if run is not None:
             release_run_lock(run)

@@ -5,6 +5,7 @@ device string means the same everywhere and one function seeds every generator.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -85,6 +86,36 @@ def training_device(spec: str | torch.device) -> torch.device:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a container's share), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def cpu_training_threads(device: torch.device):
+    """Torch's intra-op threads for a training run on the CPU: one fewer than the CPUs this
+    process may use (at least 1; what ultralytics does on a CPU), leaving a core to the data
+    loader, never more than the current setting, and restored afterwards. Nothing changes on a
+    GPU or when ``OMP_NUM_THREADS`` is set (the user's choice; torchrun sets it too).
+
+    Why: with torch's default (all CPUs) on a 2-core machine shared with other work, OpenMP
+    threads spin against each other and against the loader: a yolov9-t step at 160 px took
+    ~100 s instead of ~3 s with one thread (benchmarks/first_hour.md)."""
+    before = torch.get_num_threads()
+    if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        yield before
+        return
+    threads = max(1, min(before, available_cpus() - 1))
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
 
 
 def setup_distributed(device: torch.device) -> DistInfo:
