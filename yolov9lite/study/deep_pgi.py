@@ -43,8 +43,8 @@ couplings (:class:`~yolov9lite.study.stacks.AdditiveCoupling`, exactly invertibl
 while its stem (a stride-2 conv of the image, as the official auxiliary backbone starts from the
 image) is not. The links follow the official DHLC routing (``models/detect/yolov9-c.yaml``):
 the deepest tapped main feature feeds every auxiliary level, a shallower one only the earlier
-levels, through one CBLinear per tap (:class:`~yolov9lite.nn.blocks.CBLinear`) and one CBFuse
-sum per level (:class:`~yolov9lite.nn.blocks.CBFuse`).
+levels, through one CBLinear per tap (:class:`~yolov9lite.nn.gelan.CBLinear`) and one CBFuse
+sum per level (:class:`~yolov9lite.nn.gelan.CBFuse`).
 """
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn.blocks import CBFuse, CBLinear, Conv
+from ..nn.blocks import Conv
+from ..nn.gelan import CBFuse, CBLinear
 from .claims import Ledger, equivalence_claim, paired_claim
 from .retention import shape_crops
 from .runs import RunRecord, append_runs, paired_differences
