@@ -8,6 +8,7 @@ import torch
 
 from yolov9lite import build_model
 from yolov9lite.study import gelan_study as gs
+from yolov9lite.study import paired
 
 
 def test_variants_carry_the_paper_knobs():
@@ -21,12 +22,12 @@ def test_shared_weights_are_copied_where_name_and_shape_agree():
     ref = build_model("gelan-nano", num_classes=3)
     torch.manual_seed(1)
     same = build_model("gelan-nano", num_classes=3)
-    assert gs.copy_shared_weights(ref, same) == 1.0  # same architecture: everything
+    assert paired.copy_shared_weights(ref, same) == 1.0  # same architecture: everything
     assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(),
                                                  same.state_dict().values()))
     torch.manual_seed(1)
     conv = build_model("gelan-nano", num_classes=3, block="conv")
-    share = gs.copy_shared_weights(ref, conv)
+    share = paired.copy_shared_weights(ref, conv)
     assert 0.5 < share < 1.0  # stem, downsamplers, 1x1s around the units, head; not the blocks
     ref_state, conv_state = ref.state_dict(), conv.state_dict()
     shared = [k for k in conv_state if k in ref_state and ref_state[k].shape == conv_state[k].shape]
@@ -39,12 +40,12 @@ def test_jitter_moves_weights_by_rounding_size_and_leaves_the_global_rng():
     twin = copy.deepcopy(model)
     before = [p.detach().clone() for p in model.parameters()]
     state = torch.random.get_rng_state()
-    gs.jitter_weights(model, gs.JITTER, seed=3)
+    paired.jitter_weights(model, gs.JITTER, seed=3)
     assert torch.equal(state, torch.random.get_rng_state())
     rel = torch.cat([((p.detach() - b) / b).flatten() for p, b in zip(model.parameters(), before)
                      if b.abs().min() > 0.01])  # skip near-zero weights: rounding dominates there
     assert 0.5e-6 < float(rel.std()) < 2e-6
-    gs.jitter_weights(twin, gs.JITTER, seed=3)  # the same seed jitters the same way
+    paired.jitter_weights(twin, gs.JITTER, seed=3)  # the same seed jitters the same way
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), twin.parameters()))
 
 

@@ -62,6 +62,7 @@ from torch import nn
 
 from ..nn.blocks import Conv
 from ..nn.gelan import CBFuse, CBLinear
+from ..report.viz import cpu_model
 from .claims import Ledger, equivalence_claim, paired_claim
 from .retention import shape_crops
 from .runs import RunRecord, append_runs, paired_differences
@@ -331,7 +332,6 @@ def git_commit() -> str:
 
 
 def machine_name() -> str:
-    from ..report.viz import cpu_model
     return cpu_model() or platform.machine()
 
 
