@@ -1,5 +1,5 @@
 """Training (yolov9lite/training/trainer.py, engine.py, config.py, optim.py): recipe pieces, config and
-command line, exact resume (also of older checkpoints), DDP, NaN guard and bad input. The CPU convergence run is in tests/test_train_converge.py.
+command line, exact resume (also of older checkpoints), DDP, NaN guard and bad input. Convergence on CPU is checked by notebook 06 (a bar sized from its spread over seeds and CPUs).
 
 All runs here are tiny (64-96 px, a few batches) on a small synthetic set, so that the file
 takes well under a minute on 2 cores.
