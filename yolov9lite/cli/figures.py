@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recompute", action="store_true",
                         help="rerun the training experiments whose runs are committed as records "
                         "(figures/runs/*.csv; notebooks with a `recompute` parameter) instead "
-                        "of rendering from those records; takes about an hour on 2 cores")
+                        "of rendering from those records (much longer than rendering)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (one line per notebook only)")
     parser.add_argument("--kernel", default=KERNEL, help="Jupyter kernel name")

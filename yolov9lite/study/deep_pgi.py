@@ -49,8 +49,6 @@ sum per level (:class:`~yolov9lite.nn.gelan.CBFuse`).
 from __future__ import annotations
 
 import math
-import platform
-import subprocess
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -62,10 +60,9 @@ from torch import nn
 
 from ..nn.blocks import Conv
 from ..nn.gelan import CBFuse, CBLinear
-from ..report.viz import cpu_model
 from .claims import Ledger, equivalence_claim, paired_claim
 from .retention import shape_crops
-from .runs import RunRecord, append_runs, paired_differences
+from .runs import RunRecord, append_runs, paired_differences, provenance
 from .stacks import AdditiveCoupling
 from .statistics import Margin
 
@@ -321,20 +318,6 @@ def recompute_run(arm: str, depth: int, seed: int, cfg: StudyConfig | None = Non
 
 # --- the whole study -------------------------------------------------------------------------------
 
-def git_commit() -> str:
-    """The short commit of the working tree ("" outside git)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             check=False, text=True, cwd=Path(__file__).resolve().parent, timeout=10)
-        return out.stdout.strip() if out.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def machine_name() -> str:
-    return cpu_model() or platform.machine()
-
-
 def seed_records(seed: int, cfg: StudyConfig, commit: str = "", machine: str = "") -> list[RunRecord]:
     """Every run of one seed (all :data:`RUN_ARMS` at all depths) as run records."""
     data = seed_data(seed, cfg)
@@ -363,7 +346,7 @@ def run_study(cfg: StudyConfig, path: str | Path, progress=print, seeds=None,
     path = Path(path)
     if path.exists() and not append:
         path.unlink()
-    commit, machine = git_commit(), machine_name()
+    commit, machine = provenance()
     seeds = cfg.seeds() if seeds is None else list(seeds)
     records: list[RunRecord] = []
     t0 = time.perf_counter()

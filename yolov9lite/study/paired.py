@@ -14,7 +14,6 @@ on committed records. Notebook 03's arms, design and margin are in
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,11 +25,10 @@ from torch import nn
 from ..data import build_dataloader, load_data_config, make_synthetic
 from ..nn import models as _models
 from ..nn.gelan import round_up8
-from ..report.viz import cpu_model, repo_root
 from ..training.loss import DetectionLoss
 from ..training.step import reference_step
 from .gradients import copy_main_branch, preserved_buffers
-from .runs import RunRecord
+from .runs import RunRecord, provenance
 
 METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")
 
@@ -221,7 +219,7 @@ class Arm:
 
     ``freeze``: parameter-name prefixes that never train (a positive control: ``("backbone.",)``);
     ``init_jitter``: initial weights multiplied by ``1 + init_jitter * N(0, 1)`` after sharing (a
-    null control); ``lead_head_guided``: Table 4's LHG; ``steps_fraction``: a shorter budget."""
+    null control); ``lead_head_guided``: Table 4's LHG."""
 
     knobs: dict = field(default_factory=dict)
     freeze: tuple[str, ...] = ()
@@ -336,7 +334,7 @@ def run_arm(design: Design, label: str, arm: Arm, seed: int, data, curve: bool =
     train_arm(design, arm, net, train, batch_order(len(train), design.steps, seed), measure)
     end = held_out_loss(net, val)
     wall = time.perf_counter() - t0
-    commit, machine = _provenance()
+    commit, machine = provenance()
 
     def rec(metric, value, steps=design.steps):
         return RunRecord(label, seed, steps, metric, float(value), commit, machine, wall)
@@ -372,13 +370,6 @@ def paired_experiment(design: Design, arms: dict[str, Arm], seeds, root: Path,
                 log(f"seed {seed} {label:24s} held-out loss {rows[4].value:.3f} -> "
                     f"{rows[0].value:.3f} ({rows[0].wall_s:.1f} s)")
     return records
-
-
-def _provenance() -> tuple[str, str]:
-    """(short commit, CPU model) for run records; the commit is empty outside a git checkout."""
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), text=True,
-                          capture_output=True, check=False)
-    return (done.stdout.strip() if done.returncode == 0 else ""), cpu_model()
 
 
 def recompute_sample(recorded: dict[str, tuple[Design, Arm]], pairs, root: Path,

@@ -20,11 +20,14 @@ import csv
 import io
 import math
 import os
+import platform
+import subprocess
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
+from ..report.viz import cpu_model, repo_root
 from .claims import Claim, paired_claim
 from .statistics import seed_means
 
@@ -188,3 +191,15 @@ def covers(records: list[RunRecord], variants, seeds, metric: str = "held-out lo
     """Whether ``records`` hold ``metric`` for every (variant, seed) of ``variants`` x ``seeds``."""
     have = {(r.variant, r.seed) for r in records if r.metric == metric}
     return all((v, s) in have for v in variants for s in seeds)
+
+
+def provenance() -> tuple[str, str]:
+    """(short commit of the checkout, CPU model) for the ``commit`` and ``machine`` columns of
+    run records; the commit is empty outside a git checkout."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), text=True,
+                              capture_output=True, check=False, timeout=10)
+        commit = done.stdout.strip() if done.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return commit, cpu_model() or platform.machine()
