@@ -258,15 +258,40 @@ def equivalence_claim(id: str, paper: str, where: str, metric: str, diffs, margi
 
 def threshold_claim(id: str, paper: str, where: str, metric: str, values, threshold: float,
                     expect: str, n_unit: str, scale: str, seed: int = 0, kind: str = "claim",
-                    method: str = "bootstrap", n_boot: int = 10_000) -> Claim:
+                    method: str = "bootstrap", n_boot: int = 10_000,
+                    margin: Margin | None = None) -> Claim:
     """A claim that the mean of ``values`` lies above/below ``threshold`` (:func:`verdict_threshold`);
-    interval by :func:`~yolov9lite.study.statistics.mean_interval` (``method``)."""
+    interval by :func:`~yolov9lite.study.statistics.mean_interval` (``method``). ``margin``: the
+    tolerance the threshold stands for (its distance from the value the claim is judged against,
+    e.g. 0.9 = full marks 1 less 0.1) with its reason, recorded beside the mde; the rule stays the
+    threshold's."""
     v = np.asarray(values, dtype=np.float64).ravel()
     (est, lo, hi), how = st.mean_interval(v, method, n_boot, seed)
     how = how.replace("paired ", "")  # the values are not differences
     return Claim(id, paper, where, metric, est, (lo, hi), how, int(v.size), n_unit,
                  rule_threshold(threshold, expect), verdict_threshold(lo, hi, threshold, expect),
-                 scale, kind, mde=st.observed_mde(v))
+                 scale, kind, margin=None if margin is None else margin.value,
+                 margin_reason="" if margin is None else margin.reason, mde=st.observed_mde(v))
+
+
+def correlation_claim(id: str, paper: str, where: str, metric: str, x, y, expect: str,
+                      n_unit: str, scale: str, margin: Margin, seed: int = 0,
+                      n_boot: int = 10_000, kind: str = "claim") -> Claim:
+    """A claim about Spearman's rank correlation of paired values ``x``, ``y``, one pair per
+    independent unit (>= 20 of them): BCa bootstrap interval
+    (:func:`~yolov9lite.study.statistics.spearman_bca`), verdict by :func:`verdict_sign` with the
+    symmetric ``margin`` (a correlation of interest), and the minimum detectable correlation at
+    80 % power as the mde."""
+    if not isinstance(margin, Margin):
+        raise TypeError("correlation_claim needs a Margin (its size and the reason for it)")
+    est, lo, hi = st.spearman_bca(x, y, n_boot, seed)
+    n = int(np.asarray(x).size)
+    return Claim(id, paper, where, metric, est, (lo, hi),
+                 st.SPEARMAN_BCA_METHOD.format(n=n_boot), n, n_unit,
+                 rule_sign(expect, margin.value, margin.value),
+                 verdict_sign(lo, hi, expect, margin.value, margin.value), scale, kind,
+                 margin=margin.value, margin_reason=margin.reason,
+                 mde=st.minimum_detectable_correlation(n))
 
 
 def proportion_claim(id: str, paper: str, where: str, metric: str, k: int, n: int,
