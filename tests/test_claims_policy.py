@@ -308,3 +308,54 @@ def test_a_ledger_shows_before_its_gated_claims_ran_but_saves_only_when_they_did
 def test_one_value_has_no_mde():
     c = C.paired_claim("05.one", "p", "w", "m", [0.3], "positive", "seeds", "t")
     assert c.mde is None and "mde" not in c.to_dict()
+
+
+# --- notebooks 01-02: a rank correlation over runs, thresholds with their margin ----------------
+
+def test_spearman_bca_over_independent_runs():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=24)
+    y = np.round(x + rng.normal(size=24), 1)  # ties get their average rank
+    rho, lo, hi = S.spearman_bca(x, y, n_boot=2000, seed=3)
+    assert rho == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    ref = stats.bootstrap((x, y), lambda a, b: stats.spearmanr(a, b).statistic, paired=True,
+                          vectorized=False, n_resamples=2000, method="BCa",
+                          random_state=np.random.default_rng(3)).confidence_interval
+    assert (lo, hi) == pytest.approx((ref.low, ref.high), abs=1e-12) and lo < rho < hi
+    with pytest.raises(ValueError, match="at least 20"):
+        S.spearman_bca(x[:19], y[:19])
+
+
+def test_minimum_detectable_correlation_by_fisher_z():
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    assert S.minimum_detectable_correlation(24) == pytest.approx(math.tanh(z * math.sqrt(1.06 / 21)))
+    assert S.minimum_detectable_correlation(24, rank=False) == pytest.approx(math.tanh(z / math.sqrt(21)))
+    assert S.minimum_detectable_correlation(200) < S.minimum_detectable_correlation(24) < 1
+    assert S.minimum_detectable_correlation(3) == math.inf
+
+
+def test_correlation_claim_uses_a_symmetric_margin():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=30)
+    margin = S.Margin(0.3, "a medium correlation")
+    up = C.correlation_claim("01.c", "p", "w", "rho", x, x + 0.1 * rng.normal(size=30),
+                             "positive", "runs", "test", margin)
+    down = C.correlation_claim("01.d", "p", "w", "rho", x, 0.1 * rng.normal(size=30) - x,
+                               "positive", "runs", "test", margin)
+    assert (up.verdict, down.verdict) == ("supports", "contradicts")
+    assert up.margin == 0.3 and up.margin_reason == "a medium correlation" and up.n == 30
+    assert up.mde == pytest.approx(S.minimum_detectable_correlation(30))
+    assert "below -0.3" in up.rule and up.ci_method.startswith("bootstrap over units (BCa)")
+    with pytest.raises(TypeError, match="Margin"):
+        C.correlation_claim("01.e", "p", "w", "rho", x, x, "positive", "runs", "test", 0.3)
+
+
+def test_threshold_claim_records_the_margin_its_threshold_stands_for():
+    margin = S.Margin(0.1, "full marks less a tenth")
+    c = C.threshold_claim("02.x", "p", "w", "m", [0.97, 0.99, 0.98, 0.985], 1 - margin.value,
+                          "above", "seeds", "test", method="t", margin=margin)
+    assert c.verdict == "supports" and c.ci_method == S.T_METHOD and c.n == 4
+    assert (c.margin, c.margin_reason) == (0.1, "full marks less a tenth") and c.mde > 0
+    bare = C.threshold_claim("02.y", "p", "w", "m", [0.97, 0.99], 0.9, "above", "seeds", "test",
+                             method="t")
+    assert bare.margin is None and "margin" not in bare.to_dict()  # as the older ledgers saved

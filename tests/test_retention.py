@@ -170,3 +170,25 @@ def test_scale_does_not_change_the_measure():
 def test_shape_crops_are_labelled():
     x, y = R.shape_crops(24, 12, seed=0)
     assert x.shape == (24, 3, 12, 12) and y.min() >= 0 and y.max() <= 5
+
+
+def test_paired_values_pair_up_per_seed_and_image():
+    """The ledgers of notebooks 01-02 pair two stacks entry by entry and average per seed: rows
+    come back in (seed, image) order whatever their order in, with the seed of each entry."""
+    rows = [{"arch": a, "seed": s, "image": i, "target_depth": 5, "retained": 10 * s + i + off}
+            for a, off in (("plain", 0.0), ("gelan", 0.5)) for s in (2, 1) for i in (1, 0)]
+    seeds, plain = retention_measures.paired_values(rows, "plain", 5)
+    _, gelan = retention_measures.paired_values(rows, "gelan", 5)
+    assert seeds.tolist() == [1, 1, 2, 2] and plain.tolist() == [10, 11, 20, 21]
+    assert (gelan - plain).tolist() == [0.5] * 4
+    assert retention_measures.paired_values(rows, "plain", 5, floor=15)[1].tolist() == [15, 15, 20, 21]
+    with pytest.raises(ValueError, match="no rows"):
+        retention_measures.paired_values(rows, "resnet", 5)
+
+
+def test_the_ledger_design_of_notebooks_01_and_02_is_fixed_with_reasons():
+    for margin in (R.RETAINED_MARGIN, R.FULL_MARKS_MARGIN, R.COLLAPSE_MARGIN, R.KEEPS_MARGIN,
+                   R.CORRELATION_MARGIN):
+        assert margin.value > 0 and len(margin.reason) > 40
+    assert R.RETAINED_MARGIN.value == 0.05  # the first ledger's margin, kept
+    assert 0 < R.RECONSTRUCTION_FRACTION < 1 and R.RECONSTRUCTION_REASON

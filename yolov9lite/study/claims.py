@@ -18,31 +18,25 @@ in code. The notebook's prose is rendered from the ledger (``display(Markdown(le
                             MARGIN, method="t"))
     display(Markdown(ledger.markdown())); ledger.save()  # -> fig_dir/claims/05_ablations.json
 
-Where files go: the same ``fig_dir`` as the figures of :mod:`yolov9lite.report.viz` (``figures/`` when
-``yolov9lite figures`` runs the notebook, the git-ignored ``runs/figures_ci`` otherwise); the ledger
-adds ``claims/`` under it. :func:`write_summary` gathers every ``claims/*.json`` into one table,
-``figures/claims.md``.
+Where files go: ``<fig_dir>/claims/<name>.json``, ``fig_dir`` as for the figures of
+:mod:`yolov9lite.report.viz` (``figures/`` from ``yolov9lite figures``, else the git-ignored
+``runs/figures_ci``); :func:`write_summary` gathers every ledger into ``figures/claims.md``.
 
-Machines: the JSON records the machine it ran on (:func:`yolov9lite.report.viz.machine_info`), and its numbers may differ
-in the last digits between machines (CPU floating point: other vector units sum in other orders;
-``machine.simd`` records the paths used). Verdicts must not: ``tests/test_claims_stable.py`` reruns
-the notebooks with another ``seed_offset``, and at the committed seeds on an emulated CPU without
-AVX, and asserts identical verdicts. Small runs amplify rounding (notebook 03's noise control), so a
-rule needs a margin, or an interval far from its boundary, to pass; the test lists the known
-exceptions.
+Machines: the JSON records the machine (:func:`yolov9lite.report.viz.machine_info`; ``simd``: the
+vector paths used). Numbers may differ in the last digits between machines, verdicts must not:
+``tests/test_claims_stable.py`` reruns the notebooks at another ``seed_offset`` and on an emulated
+CPU without AVX; small runs amplify rounding, so a rule needs a margin, or an interval far from its
+boundary, to pass (the test lists the known exceptions).
 
-Statistics: one policy for notebooks 01-05, in :mod:`yolov9lite.study.statistics` (the seed is
-the unit, t intervals, BCa bootstrap only from 20 units, symmetric margins fixed in code,
-equivalence tests for claims of insensitivity, the minimum detectable effect beside the margin).
+Statistics: one policy, :mod:`yolov9lite.study.statistics` (the seed is the unit, t intervals, BCa
+only from 20 units, symmetric margins in code, equivalence for insensitivity, mde beside margin).
 
 Kinds: ``claim`` (of the paper; the family whose size the summary states), ``sanity`` (a check
 such as "trained beats untrained", not a paper claim) and ``control`` (of a method). A control
 with ``role="positive"`` (an effect of known sign, declared in code before the data) or
-``role="null"`` (no effect) may list the claims it gates (``gates=[...]``): when a positive
-control does not read "supports", or a null control reads "contradicts" (it found an effect where
-there is none), each gated claim reads ``control failed`` (:func:`apply_controls`), whatever its
-own interval says; the rule's verdict stays in ``ungated_verdict``. Ledgers without gating
-controls read as they always did.
+``role="null"`` (no effect) may gate claims (``gates=[...]``): when a positive control does not
+read "supports", or a null control reads "contradicts", each gated claim reads ``control failed``
+(:func:`apply_controls`), the rule's verdict kept in ``ungated_verdict``.
 """
 from __future__ import annotations
 
@@ -258,15 +252,30 @@ def equivalence_claim(id: str, paper: str, where: str, metric: str, diffs, margi
 
 def threshold_claim(id: str, paper: str, where: str, metric: str, values, threshold: float,
                     expect: str, n_unit: str, scale: str, seed: int = 0, kind: str = "claim",
-                    method: str = "bootstrap", n_boot: int = 10_000) -> Claim:
-    """A claim that the mean of ``values`` lies above/below ``threshold`` (:func:`verdict_threshold`);
-    interval by :func:`~yolov9lite.study.statistics.mean_interval` (``method``)."""
+                    method: str = "bootstrap", n_boot: int = 10_000,
+                    margin: Margin | None = None) -> Claim:
+    """The mean of ``values`` above/below ``threshold`` (:func:`verdict_threshold`), interval by
+    :func:`~.statistics.mean_interval`; ``margin``: what the threshold stands for, recorded."""
     v = np.asarray(values, dtype=np.float64).ravel()
     (est, lo, hi), how = st.mean_interval(v, method, n_boot, seed)
     how = how.replace("paired ", "")  # the values are not differences
     return Claim(id, paper, where, metric, est, (lo, hi), how, int(v.size), n_unit,
                  rule_threshold(threshold, expect), verdict_threshold(lo, hi, threshold, expect),
-                 scale, kind, mde=st.observed_mde(v))
+                 scale, kind, margin=margin and margin.value,
+                 margin_reason=margin.reason if margin else "", mde=st.observed_mde(v))
+
+
+def correlation_claim(id: str, paper: str, where: str, metric: str, x, y, expect: str,
+                      n_unit: str, scale: str, margin: Margin, seed: int = 0,
+                      n_boot: int = 10_000, kind: str = "claim") -> Claim:
+    """Spearman's rho of pairs, one per independent unit (>= 20): BCa interval, symmetric
+    ``margin`` (:func:`verdict_sign`), mde = the minimum detectable correlation at 80 % power."""
+    if not isinstance(margin, Margin):
+        raise TypeError("correlation_claim needs a Margin (its size and the reason for it)")
+    (est, lo, hi), n, m = st.spearman_bca(x, y, n_boot, seed), np.asarray(x).size, margin.value
+    return Claim(id, paper, where, metric, est, (lo, hi), st.SPEARMAN_BCA_METHOD.format(n=n_boot),
+                 n, n_unit, rule_sign(expect, m, m), verdict_sign(lo, hi, expect, m, m), scale,
+                 kind, margin=m, margin_reason=margin.reason, mde=st.minimum_detectable_correlation(n))
 
 
 def proportion_claim(id: str, paper: str, where: str, metric: str, k: int, n: int,

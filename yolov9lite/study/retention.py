@@ -18,8 +18,15 @@ work is split by concern:
   estimators (:func:`retention_curves`: they measure linear decodability, and fail the positive
   control);
 * here: the probe images (photographs that ship with matplotlib, synthetic scenes), the renderings
-  of a feature map as a picture, and the trainability task (does retention at initialisation
-  predict how well a stack trains?).
+  of a feature map as a picture, the trainability task (does retention at initialisation
+  predict how well a stack trains?), and the ledger design of both notebooks: the margins and
+  thresholds of their claims, fixed here before the data, each with its reason.
+
+Statistics (:mod:`yolov9lite.study.statistics`): the seed is the unit. The images measured on
+one initialisation share its weights, so each claim averages them per seed first
+(:func:`yolov9lite.study.retention_measures.paired_values`, then ``seed_means``) and puts a t
+interval over the seeds; the trainability correlation has one run per (stack, depth, seed), and
+its >= 20 runs are the units of a BCa bootstrap.
 
 """
 from __future__ import annotations
@@ -38,12 +45,42 @@ from ..data.synthetic import render_image
 from .stacks import (
     DeepStack,
 )
+from .statistics import Margin
 
 __all__ = [
-    "IMAGE_SET", "PHOTOS", "StackClassifier", "image_batch", "load_image", "probe_images",
-    "render_mean_abs", "render_pca", "sample_image_path", "shape_crops", "synthetic_scene",
-    "train_classifier",
+    "COLLAPSE_MARGIN", "CORRELATION_MARGIN", "FULL_MARKS_MARGIN", "IMAGE_SET", "KEEPS_MARGIN",
+    "PHOTOS", "RECONSTRUCTION_FRACTION", "RECONSTRUCTION_REASON", "RETAINED_MARGIN",
+    "StackClassifier", "image_batch", "load_image", "probe_images", "render_mean_abs",
+    "render_pca", "sample_image_path", "shape_crops", "synthetic_scene", "train_classifier",
 ]
+
+
+# --- the ledger design of notebooks 01 and 02: fixed before the data, each with its reason ------
+# A retained fraction is a share of input directions (3 x jac_size^2 of them, 108 at the default).
+RETAINED_MARGIN = Margin(
+    0.05, "a twentieth of the input's directions (5 of 108 at 6x6 inputs): a smaller difference "
+          "in retained fraction is not one Figs. 2 and 6 could show; the margin of the first "
+          "ledger, fixed before its data and kept")
+FULL_MARKS_MARGIN = Margin(
+    0.1, "an exactly invertible stack keeps every direction (full marks 1); a measure passes the "
+         "control when it gives at least 1 - 0.1 (threshold 0.9), room for the finite "
+         "differences and the rank tolerance")
+COLLAPSE_MARGIN = Margin(
+    0.1, "PlainNet 'loses the input' (Fig. 2) when it keeps under a tenth of the directions it "
+         "kept at layer 1 (threshold 0.1, against 0 for a stack that kept nothing)")
+KEEPS_MARGIN = Margin(
+    0.5, "'passes the input on explicitly' (Eq. 4) means at least half of the input's directions "
+         "still resolvable at layer ~200 (threshold 0.5, against 0 for a stack that lost them)")
+# masked reconstruction (Eq. 5): margins in MSE, a fraction of the error of a reference
+RECONSTRUCTION_FRACTION = 0.1
+RECONSTRUCTION_REASON = (
+    "a tenth of the reference's mean held-out MSE (the mean-colour reconstruction, or the model "
+    "at initialisation): recovering X must remove a visible share of the reference's error; "
+    "less is as good as the reference")
+CORRELATION_MARGIN = Margin(
+    0.3, "a medium rank correlation (Cohen's convention): 'predicts' needs more than a weak one, "
+         "since depth lowers both retention and accuracy; symmetric, so a medium negative one "
+         "contradicts")
 
 
 # --- images ----------------------------------------------------------------------------------------

@@ -153,6 +153,21 @@ def summarise(rows: list[dict], key: str, floor: float | None = None
     return out
 
 
+def paired_values(rows: list[dict], arch: str, target: int, key: str = "retained",
+                  floor: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds, values) of ``key`` for one architecture at one target depth, one entry per (seed,
+    image) in (seed, image) order, so that two architectures or depths pair up entry by entry.
+    The seeds say which entries share an initialisation: a ledger averages them per seed
+    (:func:`yolov9lite.study.statistics.seed_means`, the seed is the unit), never counts images
+    as units. ``floor`` clips from below as in :func:`summarise`."""
+    sub = sorted((r for r in rows if r["arch"] == arch and r["target_depth"] == target),
+                 key=lambda r: (r["seed"], r["image"]))
+    if not sub:
+        raise ValueError(f"no rows for {arch!r} at target depth {target}")
+    vals = [r[key] if floor is None else max(r[key], floor) for r in sub]
+    return np.array([r["seed"] for r in sub]), np.array(vals, dtype=np.float64)
+
+
 # --- an invertibility-aware measure: the spectrum of the input -> feature Jacobian -------------------
 #
 # For a deterministic network, Eq. 1's I(X, f(X)) is infinite whenever f is injective, so what a

@@ -9,7 +9,9 @@
    differences for a comparison). A bootstrap only with at least :data:`MIN_BOOTSTRAP_UNITS`
    units, and then the bias-corrected and accelerated (BCa) one of ``scipy.stats.bootstrap``
    (:func:`bca_interval`); with fewer units a bootstrap interval comes out too narrow, and
-   :func:`mean_interval` refuses it. The percentile bootstrap (:func:`paired_bootstrap`) stays only
+   :func:`mean_interval` refuses it. A rank correlation over independent units (runs of their
+   own seeds) has no t interval: :func:`spearman_bca`, again from 20 units, with its minimum
+   detectable correlation (:func:`minimum_detectable_correlation`). The percentile bootstrap (:func:`paired_bootstrap`) stays only
    so that the committed ledgers that used it recompute to the same numbers.
 3. **Margins fixed in code**, per experiment, before the data: the smallest effect of interest
    with the reason for it (:class:`Margin`), the same on both sides of 0.
@@ -37,6 +39,7 @@ from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 BOOTSTRAP_METHOD = "paired bootstrap (percentile), {n:,} resamples"
 BCA_METHOD = "bootstrap (BCa), {n:,} resamples"
+SPEARMAN_BCA_METHOD = "bootstrap over units (BCa), {n:,} resamples"
 T_METHOD = "t interval"
 BINOMIAL_METHOD = "exact binomial (Clopper-Pearson)"
 MIN_BOOTSTRAP_UNITS = 20  # below this a bootstrap interval is too narrow: use t
@@ -134,6 +137,36 @@ def bca_interval(values, n_boot: int = 10_000, seed: int = 0, level: float = 0.9
     return float(v.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def spearman(x, y, axis: int = -1) -> np.ndarray | float:
+    """Spearman's rank correlation of paired samples along ``axis`` (ties get their average
+    rank), vectorised so that a bootstrap can evaluate all its resamples in one call."""
+    rx = stats.rankdata(np.asarray(x, dtype=np.float64), axis=axis)
+    ry = stats.rankdata(np.asarray(y, dtype=np.float64), axis=axis)
+    rx = rx - rx.mean(axis, keepdims=True)
+    ry = ry - ry.mean(axis, keepdims=True)
+    den = np.sqrt((rx * rx).sum(axis) * (ry * ry).sum(axis))
+    rho = (rx * ry).sum(axis) / np.where(den > 0, den, np.nan)
+    return float(rho) if np.ndim(rho) == 0 else rho
+
+
+def spearman_bca(x, y, n_boot: int = 10_000, seed: int = 0, level: float = 0.95
+                 ) -> tuple[float, float, float]:
+    """(rho, lo, hi): Spearman's rank correlation of paired units (one pair per independent
+    unit, e.g. one training run per seed) and its BCa bootstrap interval (``scipy.stats.bootstrap``,
+    pairs resampled together); refuses fewer than :data:`MIN_BOOTSTRAP_UNITS` pairs (a rank
+    correlation has no t interval, and a bootstrap over fewer units comes out too narrow)."""
+    a, b = _values(x, "spearman_bca"), _values(y, "spearman_bca")
+    if a.shape != b.shape:
+        raise ValueError(f"spearman_bca: {a.size} x values but {b.size} y values")
+    if a.size < MIN_BOOTSTRAP_UNITS:
+        raise ValueError(f"spearman_bca: {a.size} units; a bootstrap needs at least "
+                         f"{MIN_BOOTSTRAP_UNITS}")
+    res = stats.bootstrap((a, b), spearman, paired=True, vectorized=True, n_resamples=n_boot,
+                          confidence_level=level, method="BCa",
+                          random_state=np.random.default_rng(seed))
+    return spearman(a, b), float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
 def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
     """(mean, lo, hi): Student's t interval for the mean of ``values`` (n >= 2)."""
     v = _values(values, "t_interval")
@@ -227,6 +260,17 @@ def observed_mde(values, power: float = POWER, alpha: float = ALPHA) -> float:
     if v.size < 2:
         return math.inf
     return minimum_detectable_effect(float(v.std(ddof=1)), v.size, power, alpha)
+
+
+def minimum_detectable_correlation(n: int, power: float = POWER, alpha: float = ALPHA,
+                                   rank: bool = True) -> float:
+    """The smallest true correlation a two-sided test at ``alpha`` detects with ``power`` from
+    ``n`` independent pairs, by Fisher's z (atanh r has variance 1 / (n - 3)); ``rank``: Spearman's
+    rho, whose z has variance 1.06 / (n - 3) (Fieller, Hartley & Pearson 1957)."""
+    if n < 4:
+        return math.inf
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return float(math.tanh(z * math.sqrt((1.06 if rank else 1.0) / (n - 3))))
 
 
 def seeds_needed(sd: float, margin: float, power: float = POWER, alpha: float = ALPHA,
