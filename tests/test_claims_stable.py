@@ -25,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -53,14 +54,20 @@ def applies(stem: str, kind: str) -> bool:
     """Record-based notebooks get "seed" and "records"; the others "seed" and "cpu"."""
     return kind == "seed" or (kind == "records") == (stem in FROM_RECORDS)
 # Known failures, reported as skips with the measurement (fix the notebook, then delete the line).
-KNOWN_UNSTABLE = {
-    ("04_pgi", "cpu"): "04's rules have no margin: on the emulated CPU 04.pgi_step_lowers_held_out_"
-                       "loss [-0.034, 0.013] -> [0.0016, 0.0123] and 04.fig7_pgi_focuses_on_"
-                       "objects [-0.143, 0.132] -> [0.047, 0.213] turn inconclusive -> supports",
-    # Found when the augmentation became the official code's to the bit (other batches): the
-    # seed-base rerun flips a claim of a design without margins or controls (3 seeds).
-    ("04_pgi", "seed"): "04.fig7_pgi_focuses_on_objects inconclusive -> contradicts "
-                        "[-0.328, -0.050] at seed_offset=100 (no margin, 3 seeds)",
+KNOWN_UNSTABLE: dict[tuple[str, str], str] = {}
+# Known unstable single verdicts (claim id -> the measurement): left out of the comparison, every
+# other verdict of the notebook still checked. Fix the design, then delete the line.
+KNOWN_UNSTABLE_CLAIMS = {
+    # 04's look-ahead positive control sits at its detection limit: per-seed SD ~0.4 against a
+    # mean of 0.1-0.5 held-out loss (mde 0.3-0.9), so its interval's lower end falls either side
+    # of the margin (+0.004-0.008) from one seed base or CPU to the next; ~20 seeds would be needed,
+    # the CI budget allows 5 (7 at 30 steps flipped the same way).
+    "04.control_uphill_step_is_worse": "5 seeds, 50 steps: 0.485 [-0.193, 1.16] inconclusive; "
+                                       "supports [0.148, 0.621] at seed_offset=100; inconclusive "
+                                       "[-0.29, 0.85] on the emulated CPU",
+    "04.pgi_step_lowers_held_out_loss": "gated by 04.control_uphill_step_is_worse: reads "
+                                        "'control failed' exactly when that control does not "
+                                        "support, and its own rule's verdict otherwise",
 }
 
 
@@ -135,7 +142,11 @@ def test_verdicts_survive_another_seed_base_and_cpu(stem, extra, kind, reruns):
         assert again["machine"]["simd"] == {"torch": "DEFAULT", "numpy": []}, again["machine"]
     before = verdicts(ledger(committed))
     assert verdicts(again).keys() == before.keys()
-    changed = {k: (before[k], v) for k, v in verdicts(again).items() if before[k] != v}
+    moved = {k: (before[k], v) for k, v in verdicts(again).items() if before[k] != v}
+    for k in moved.keys() & KNOWN_UNSTABLE_CLAIMS.keys():  # shown in the summary, not hidden
+        warnings.warn(f"known unstable {k} moved {moved[k]} with {how}: "
+                      f"{KNOWN_UNSTABLE_CLAIMS[k]}", stacklevel=1)
+    changed = {k: v for k, v in moved.items() if k not in KNOWN_UNSTABLE_CLAIMS}
     assert not changed, f"verdicts changed with {how}: {changed}"
     if kind == "records":  # the same records give the same ledger, numbers included
         numbers = {c["id"]: (c["estimate"], c["ci"]) for c in ledger(committed)["claims"]}

@@ -100,8 +100,8 @@ def test_leave_one_out_cosine_and_snr():
     assert G.leave_one_out_cosines(noisy).mean() < 0.5
     assert G.gradient_snr(clean) > 100
     assert G.gradient_snr(noisy) < 1
-    est, lo, hi = G.bootstrap_snr_difference([(noisy, clean)], n_boot=200)
-    assert est > 0 and lo > 0 and hi >= lo
+    assert G.reliability_snr({"main": noisy, "total": clean}) == {
+        "snr_main": G.gradient_snr(noisy), "snr_total": G.gradient_snr(clean)}
     with pytest.raises(ValueError):
         G.leave_one_out_cosines(clean[:1])
 
@@ -115,6 +115,24 @@ def test_reliability_rows_and_lookahead_restore_the_weights(models):
     # a step of the same length along different directions: both move the score, then undo
     assert all(r["look_main"] != r["look_before"] for r in rows)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    # the controls: a gradient from part of each batch's losses and the uphill step
+    rows, g = G.gradient_reliability(m, [_batch(5, 4), _batch(6, 4), _batch(7, 4)], None, score,
+                                     lr=0.1, control_fraction=0.25)
+    assert g["part"].shape == g["main"].shape and not torch.equal(g["part"], g["main"])
+    assert all(-1 <= r["cos_part"] <= 1 and r["look_uphill"] != r["look_main"] for r in rows)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_gradient_of_the_first_images_is_their_loss_alone(models):
+    # the loss of images 0..k-1 of a batch, the forward unchanged: with the other images'
+    # targets removed and their predictions dropped, the gradient changes; with k = B it is the
+    # full batch's
+    m = models["none"]
+    x, t = _batch(3, 4)
+    full = G.backbone_gradients(m, x, t)["B3"]["main"]
+    assert torch.equal(G.backbone_gradients(m, x, t, first=4)["B3"]["main"], full)
+    part = G.backbone_gradients(m, x, t, first=1)["B3"]["main"]
+    assert part.shape == full.shape and not torch.allclose(part, full)
 
 
 def test_object_focus_separates_objects_from_its_null():
@@ -126,12 +144,3 @@ def test_object_focus_separates_objects_from_its_null():
     assert row["null"] < 8
     uniform = G.object_focus(torch.ones(1, 2, 16, 16), targets)[0]
     assert uniform["focus"] == pytest.approx(1.0) and uniform["null"] == pytest.approx(1.0)
-
-
-def test_two_level_bootstrap_counts_seeds_as_the_replicates():
-    # three "seeds" whose images agree perfectly within a seed but differ between seeds
-    groups = [[1.0] * 20, [-0.2] * 20, [0.5] * 20]
-    est, lo, hi = G.two_level_bootstrap(groups, n_boot=2000)
-    assert est == pytest.approx(1.3 / 3)
-    assert lo < 0 < hi  # the spread between seeds decides, not the 60 identical values
-    assert G.two_level_bootstrap([[1.0, 1.2]] * 3, n_boot=500)[1] > 0

@@ -29,8 +29,8 @@ Module map (floor, folder, modules):
                    assign, config, engine, finetune, graphstep, loss, optim, runfolder, step,
                    trainer, trainsetup
     5  study/      The paper's experiments: retention, gradients, paired runs, ablations, claims.
-                   ablation, claims, compare, deep_pgi, gelan_study, gradients, paired, retention,
-                   retention_measures, runs, stacks, statistics
+                   ablation, claims, compare, deep_pgi, gelan_study, gradients, paired, pgi_study,
+                   retention, retention_measures, runs, stacks, statistics
     6  cli/        The command line: ``yolov9lite <command>`` or ``python -m yolov9lite <command>``.
                    args, book, checkpoints, claims, export, figures, models, predict, train, val
 

@@ -19,8 +19,10 @@ module turns the claim into numbers that can be computed for one model and a few
   that the only difference between them is the auxiliary branch.
 * :func:`gradient_reliability`: per training batch, with and without the auxiliary term, the
   cosine to the full-data gradient (leave-one-out, :func:`leave_one_out_cosines`) and a one-step
-  look-ahead scored on held-out images (:func:`lookahead_losses`); :func:`gradient_snr` and
-  :func:`bootstrap_snr_difference` give the gradient signal-to-noise ratio and its paired interval.
+  look-ahead scored on held-out images (:func:`lookahead_losses`); with ``controls`` also the
+  same for two known-worse directions (the gradient of part of the batch's losses, and the uphill
+  step); :func:`reliability_snr` gives the gradient signal-to-noise ratio
+  (:func:`gradient_snr`) of each. Notebook 04's design around them: :mod:`yolov9lite.study.pgi_study`.
 * :func:`object_focus`: Figure 7 in numbers, the share of a feature map's energy inside the
   ground-truth boxes over their share of the area, with a random-box null.
 
@@ -38,7 +40,6 @@ import contextlib
 import itertools
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -81,8 +82,16 @@ def _head_losses(model: nn.Module, preds, targets: torch.Tensor, aux_weight: flo
     return main, aux_weight * aux
 
 
+def _first_images(preds, k: int):
+    """The train-mode head output ``preds`` (nested lists of (B, ...) maps) of images 0..k-1."""
+    if isinstance(preds, (list, tuple)):
+        return type(preds)(_first_images(p, k) for p in preds)
+    return preds[:k]
+
+
 def backbone_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
-                       aux_weight: float = 0.25) -> dict[str, dict[str, torch.Tensor]]:
+                       aux_weight: float = 0.25, first: int = 0
+                       ) -> dict[str, dict[str, torch.Tensor]]:
     """``{stage: {"main": g, "aux": g, "total": g}}``: flat gradient vectors of one batch.
 
     ``images`` float (B, 3, H, W) in [0, 1], ``targets`` (N, 6) as the loss takes them. The model
@@ -92,6 +101,11 @@ def backbone_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Te
     ``total = main + aux`` is the gradient of the training loss of :mod:`yolov9lite.training.loss`
     (paper Sec. 4.1: PGI adds the auxiliary term; deep supervision, Fig. 3 (c), and PGI, Fig. 3 (d),
     differ only in where it comes from).
+
+    ``first`` > 0: the loss of images ``0 .. first - 1`` only (their targets), while the forward
+    still sees the whole batch, so BatchNorm normalises with the same batch statistics: a
+    gradient from fewer images' supervision and nothing else changed (notebook 04's positive
+    control, :func:`gradient_reliability`).
     """
     stages = backbone_stages(model)
     params = [p for ps in stages.values() for p in ps]
@@ -99,7 +113,10 @@ def backbone_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Te
     model.train()
     try:
         with preserved_buffers(model):
-            main, aux = _head_losses(model, model(images), targets, aux_weight)
+            preds = model(images)
+            if first:
+                preds, targets = _first_images(preds, first), targets[targets[:, 0] < first]
+            main, aux = _head_losses(model, preds, targets, aux_weight)
             g_main = torch.autograd.grad(main, params, retain_graph=aux is not None,
                                          allow_unused=True)
             if aux is not None:
@@ -215,12 +232,15 @@ def copy_main_branch(src: nn.Module, dst: nn.Module) -> nn.Module:
 
 
 def batch_gradients(model: nn.Module, batches, aux_weight: float = 0.25,
-                    dtype=torch.float64) -> dict[str, torch.Tensor]:
+                    dtype=torch.float64, fraction: float = 1.0) -> dict[str, torch.Tensor]:
     """``{"main": (n_batches, P), "total": (n_batches, P)}``: the whole-backbone gradient of every
-    batch, main-head part and main + auxiliary, stacked (``dtype``, float64 by default)."""
+    batch, main-head part and main + auxiliary, stacked (``dtype``, float64 by default).
+    ``fraction`` < 1: from the loss of the first ``fraction`` of each batch's images (at least
+    one; :func:`backbone_gradients` ``first``)."""
     rows = {"main": [], "total": []}
     for images, targets in batches:
-        g = backbone_gradients(model, images, targets, aux_weight)
+        first = max(int(images.shape[0] * fraction), 1) if fraction < 1 else 0
+        g = backbone_gradients(model, images, targets, aux_weight, first)
         for part, vectors in rows.items():
             vectors.append(torch.cat([g[s][part] for s in STAGES]).to(dtype).cpu())
     return {part: torch.stack(v) for part, v in rows.items()}
@@ -241,65 +261,6 @@ def gradient_snr(grads: torch.Tensor) -> float:
     mean = grads.mean(0)
     noise = ((grads - mean) ** 2).sum(1).sum() / (grads.shape[0] - 1)
     return float(mean.pow(2).sum() / noise)
-
-
-def _snr_from_gram(gram, idx) -> float:
-    """:func:`gradient_snr` of the batches ``idx`` (with repeats) from their Gram matrix
-    ``gram[i, j] = <g_i, g_j>``: |mean|^2 = sum_ij K_ij / n^2, noise = (sum_i K_ii - n |mean|^2)
-    / (n - 1). Exact, and a bootstrap never touches the long gradient vectors again."""
-    n = len(idx)
-    k = gram[idx][:, idx]
-    signal = k.sum() / n**2
-    return float(signal / ((k.trace() - n * signal) / (n - 1)))
-
-
-def bootstrap_snr_difference(groups, n_boot: int = 2000, seed: int = 0
-                             ) -> tuple[float, float, float]:
-    """(estimate, lo, hi): the mean over ``groups`` of ``SNR(total) - SNR(main)`` and its 95 %
-    percentile-bootstrap interval. ``groups`` is a list of ``(main, total)`` stacks of batch
-    gradients (e.g. one per seed); each resample draws groups with replacement, then batches
-    within each drawn group, the same batches for both parts (paired). Resamples with a single
-    distinct batch (no noise to measure) are skipped."""
-    grams = [((m @ m.T).double().cpu().numpy(), (t @ t.T).double().cpu().numpy())
-             for m, t in groups]
-    full = [np.arange(m.shape[0]) for m, _ in groups]
-
-    def diff(indices):
-        return float(np.mean([_snr_from_gram(gt, i) - _snr_from_gram(gm, i)
-                              for (gm, gt), i in zip(grams, indices)]))
-
-    def diff_of(picked, indices):
-        return float(np.mean([_snr_from_gram(grams[g][1], i) - _snr_from_gram(grams[g][0], i)
-                              for g, i in zip(picked, indices)]))
-
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        picked = rng.integers(0, len(groups), len(groups))  # the groups (seeds) themselves...
-        indices = [rng.integers(0, len(full[g]), len(full[g])) for g in picked]  # ...then batches
-        if all(len(set(i.tolist())) > 1 for i in indices):
-            boots.append(diff_of(picked, indices))
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return diff(full), float(lo), float(hi)
-
-
-def two_level_bootstrap(groups, n_boot: int = 10_000, seed: int = 0
-                        ) -> tuple[float, float, float]:
-    """(estimate, lo, hi) for the mean of per-group means (e.g. per-image differences grouped by
-    seed), with a 95 % percentile interval from a two-level bootstrap: resample the groups with
-    replacement, then the values within each drawn group. Seeds are the replicates of a model
-    comparison; images or batches within one seed are not independent of it, so resampling them
-    alone would give an interval that is too narrow."""
-    arrays = [np.asarray(g, dtype=np.float64).ravel() for g in groups]
-    est = float(np.mean([a.mean() for a in arrays]))
-    rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        picked = rng.integers(0, len(arrays), len(arrays))
-        boots[b] = np.mean([arrays[g][rng.integers(0, arrays[g].size, arrays[g].size)].mean()
-                            for g in picked])
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return est, float(lo), float(hi)
 
 
 def _backbone_params(model: nn.Module) -> list[nn.Parameter]:
@@ -328,25 +289,56 @@ def lookahead_losses(model: nn.Module, directions: dict[str, torch.Tensor], step
 
 
 def gradient_reliability(model: nn.Module, batches, val_batches, score, lr: float = 0.01,
-                         aux_weight: float = 0.25) -> list[dict]:
+                         aux_weight: float = 0.25, control_fraction: float = 0.0
+                         ) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Per training batch: cos(g_b, g_full) for the main and the total gradient (leave-one-out),
     and the held-out score after one look-ahead step along each (same length: ``lr`` x the main
     gradient's norm, i.e. the SGD step plain GELAN would take), plus the score before the step.
 
     Rows ``{"batch", "cos_main", "cos_total", "look_main", "look_total", "look_before"}``; pair
     them per batch (e.g. ``cos_total - cos_main``). ``score(model)`` measures held-out main loss.
+    Without an auxiliary branch ``total`` is ``main`` exactly, and ``look_total`` is not scored
+    again. ``control_fraction`` > 0 adds two known-worse directions (notebook 04's positive
+    controls): ``cos_part``, the cosine of the main gradient from the loss of only the first
+    ``control_fraction`` of the batch's images (same forward, same BatchNorm statistics: fewer
+    per-image gradients averaged, more noise) with the same leave-one-out full-data gradient as
+    ``cos_main``, and ``look_uphill``, the score after the same-length step along ``+g_main``
+    (uphill: worse to first order whenever the batch gradient agrees with the held-out one).
+    Returns (rows, the stacked gradients ``{"main", "total"[, "part"]}``).
     """
     g = batch_gradients(model, batches, aux_weight)
-    cos = {part: leave_one_out_cosines(g[part]) for part in g}
+    controls = control_fraction > 0
+    if controls:
+        g["part"] = batch_gradients(model, batches, aux_weight, fraction=control_fraction)["main"]
+    cos = {part: leave_one_out_cosines(g[part]) for part in ("main", "total")}
+    has_aux = bool(getattr(model, "has_aux", False))
     before = score(model)
     rows = []
-    for b in range(g["main"].shape[0]):
+    n = g["main"].shape[0]
+    for b in range(n):
         step = lr * float(g["main"][b].norm())
-        look = lookahead_losses(model, {"main": g["main"][b], "total": g["total"][b]}, step, score)
-        rows.append({"batch": b, "cos_main": float(cos["main"][b]),
-                     "cos_total": float(cos["total"][b]), "look_main": look["main"],
-                     "look_total": look["total"], "look_before": before})
+        directions = {"main": g["main"][b]}
+        if has_aux:
+            directions["total"] = g["total"][b]
+        if controls:
+            directions["uphill"] = -g["main"][b]
+        look = lookahead_losses(model, directions, step, score)
+        row = {"batch": b, "cos_main": float(cos["main"][b]),
+               "cos_total": float(cos["total"][b]), "look_main": look["main"],
+               "look_total": look.get("total", look["main"]), "look_before": before}
+        if controls:
+            others = (g["main"].sum(0) - g["main"][b]) / (n - 1)  # the same g_full as cos_main
+            row["cos_part"] = _cos(g["part"][b], others)
+            row["look_uphill"] = look["uphill"]
+        rows.append(row)
     return rows, g
+
+
+def reliability_snr(grads: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``{"snr_main", "snr_total"[, "snr_part"]}``: :func:`gradient_snr` of each stack of batch
+    gradients that :func:`gradient_reliability` returns (one value per model: the SNR is a
+    property of the set of batches, not of one batch)."""
+    return {f"snr_{part}": gradient_snr(g) for part, g in grads.items()}
 
 
 # --------------------------------------------------------------------------- Figure 7: object focus

@@ -1,0 +1,82 @@
+"""yolov9lite.study.pgi_study: notebook 04's design (paper Sec. 4.1, Figs. 3 and 7): seeds as the
+unit, margins with reasons, and controls that gate their claims."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from yolov9lite.study import pgi_study as S
+from yolov9lite.study.claims import CONTROL_FAILED, Ledger
+
+SEEDS = [0, 1, 2, 3, 4]
+
+
+def _values(**over) -> dict[str, np.ndarray]:
+    """Per-seed values of every measure: controls that work and claims far beyond the margins."""
+    big = np.array([1.0, 1.1, 0.9, 1.05, 0.95])
+    zero = np.array([1e-4, -1e-4, 2e-4, -2e-4, 0.0])
+    v = {k: big.copy() for k in ("agree", "agree_part", "snr", "snr_part", "step", "step_uphill",
+                                  "fig7", "focus_control")}
+    v.update({k: zero.copy() for k in ("agree_jitter", "snr_jitter", "step_jitter",
+                                       "focus_jitter")})
+    v["before"] = np.full(5, 10.0)
+    v.update(over)
+    return v
+
+
+def test_margins_are_fixed_with_their_reasons():
+    for m in (S.COS_MARGIN, S.SNR_MARGIN, S.FOCUS_MARGIN, S.look_margin([9.0, 11.0], 50)):
+        assert m.value > 0 and len(m.reason) > 40
+    assert S.SNR_MARGIN.value == pytest.approx(math.log(1.25))
+    assert S.look_margin([9.0, 11.0], 50).value == pytest.approx(S.LOOK_FRACTION * 10 / 50)
+
+
+def test_ledger_has_a_positive_and_a_null_control_gating_each_claim():
+    claims = S.ledger_claims(_values(), "icn", 50, "test")
+    paper = [c for c in claims if c.kind == "claim"]
+    assert len(paper) == 4 and all(c.n == len(SEEDS) and c.n_unit == "seeds" for c in paper)
+    for c in paper:
+        roles = sorted(k.role for k in claims if c.id in k.gates)
+        assert roles == ["null", "positive"], (c.id, roles)
+        assert c.margin is not None and c.mde is not None and c.ci_method == "t interval"
+        assert c.verdict == "supports"
+    assert "04.focus_measure_detects_objects" in {c.id for c in claims if c.role == "positive"}
+
+
+def test_a_failed_positive_control_gates_only_its_claim():
+    ledger = Ledger("04_pgi")
+    weak = np.array([0.001, -0.001, 0.002, 0.0, -0.002])  # the known-worse variant not seen
+    for c in S.ledger_claims(_values(agree_part=weak), "icn", 50, "test"):
+        ledger.add(c)
+    v = ledger.verdicts()
+    assert v["04.pgi_gradient_agrees_with_full_data"] == CONTROL_FAILED
+    assert v["04.pgi_gradient_snr"] == "supports" and v["04.fig7_pgi_focuses_on_objects"] == "supports"
+
+
+def test_only_the_measures_given_are_claimed():
+    focus = {k: v for k, v in _values().items() if k in ("fig7", "focus_control", "focus_jitter")}
+    ids = [c.id for c in S.ledger_claims(focus, "icn", 50, "test")]
+    assert ids == ["04.focus_measure_detects_objects", "04.control_jitter_focus",
+                   "04.fig7_pgi_focuses_on_objects"]
+
+
+def test_values_are_one_per_seed_from_rows():
+    P = S.pgi_name("icn")
+    rel, snr = [], []
+    for seed in (0, 1):
+        for model in (S.GELAN, P, S.JITTER_NAME):
+            for b in range(3):
+                row = {"seed": seed, "model": model, "batch": b, "cos_main": 0.2 + 0.01 * b,
+                       "cos_total": 0.3, "look_before": 10.0, "look_main": 9.9,
+                       "look_total": 9.8, "cos_part": math.nan, "look_uphill": math.nan}
+                if model == P:
+                    row.update(cos_part=0.1, look_uphill=10.2)
+                rel.append(row)
+            snr.append({"seed": seed, "model": model, "snr_main": 0.2, "snr_total": 0.4,
+                        "snr_part": 0.1 if model == P else math.nan})
+    v = S.reliability_values(rel, snr, "icn", [0, 1])
+    assert v["agree"] == pytest.approx([0.09, 0.09]) and v["agree_part"] == pytest.approx([0.11] * 2)
+    assert v["snr"] == pytest.approx([math.log(2)] * 2) and v["agree_jitter"] == pytest.approx([0, 0])
+    assert v["step_uphill"] == pytest.approx([0.3, 0.3]) and v["step"] == pytest.approx([0.1, 0.1])
