@@ -92,7 +92,8 @@ def _first_images(preds, k: int):
 def backbone_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
                        aux_weight: float = 0.25, first: int = 0
                        ) -> dict[str, dict[str, torch.Tensor]]:
-    """``{stage: {"main": g, "aux": g, "total": g}}``: flat gradient vectors of one batch.
+    """``{stage: {"main": g, "aux": g, "total": g[, "part": g]}}``: flat gradient vectors of one
+    batch.
 
     ``images`` float (B, 3, H, W) in [0, 1], ``targets`` (N, 6) as the loss takes them. The model
     runs in train mode (as in training: batch statistics in BatchNorm, both heads); its buffers
@@ -102,10 +103,10 @@ def backbone_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Te
     (paper Sec. 4.1: PGI adds the auxiliary term; deep supervision, Fig. 3 (c), and PGI, Fig. 3 (d),
     differ only in where it comes from).
 
-    ``first`` > 0: the loss of images ``0 .. first - 1`` only (their targets), while the forward
-    still sees the whole batch, so BatchNorm normalises with the same batch statistics: a
-    gradient from fewer images' supervision and nothing else changed (notebook 04's positive
-    control, :func:`gradient_reliability`).
+    ``first`` > 0 adds ``part``: the gradient of the main head's loss of images ``0 .. first - 1``
+    only (their targets), from the same forward pass, so BatchNorm normalised with the same batch
+    statistics: a gradient from fewer images' supervision and nothing else changed (notebook
+    04's positive control, :func:`gradient_reliability`).
     """
     stages = backbone_stages(model)
     params = [p for ps in stages.values() for p in ps]
@@ -114,15 +115,15 @@ def backbone_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Te
     try:
         with preserved_buffers(model):
             preds = model(images)
-            if first:
-                preds, targets = _first_images(preds, first), targets[targets[:, 0] < first]
             main, aux = _head_losses(model, preds, targets, aux_weight)
-            g_main = torch.autograd.grad(main, params, retain_graph=aux is not None,
+            g_main = torch.autograd.grad(main, params, retain_graph=aux is not None or first > 0,
                                          allow_unused=True)
-            if aux is not None:
-                g_aux = torch.autograd.grad(aux, params, allow_unused=True)
-            else:
-                g_aux = [None] * len(params)
+            g_aux = (torch.autograd.grad(aux, params, retain_graph=first > 0, allow_unused=True)
+                     if aux is not None else [None] * len(params))
+            if first:  # the same graph, the loss of the first images only
+                part, _ = _head_losses(model, _first_images(preds, first),
+                                       targets[targets[:, 0] < first], 0.0)
+                g_part = torch.autograd.grad(part, params, allow_unused=True)
     finally:
         model.train(was_training)
 
@@ -134,6 +135,8 @@ def backbone_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Te
     for stage, ps in stages.items():
         m, a = flat(g_main[i:i + len(ps)], ps), flat(g_aux[i:i + len(ps)], ps)
         out[stage] = {"main": m, "aux": a, "total": m + a}
+        if first:
+            out[stage]["part"] = flat(g_part[i:i + len(ps)], ps)
         i += len(ps)
     return out
 
@@ -235,9 +238,9 @@ def batch_gradients(model: nn.Module, batches, aux_weight: float = 0.25,
                     dtype=torch.float64, fraction: float = 1.0) -> dict[str, torch.Tensor]:
     """``{"main": (n_batches, P), "total": (n_batches, P)}``: the whole-backbone gradient of every
     batch, main-head part and main + auxiliary, stacked (``dtype``, float64 by default).
-    ``fraction`` < 1: from the loss of the first ``fraction`` of each batch's images (at least
-    one; :func:`backbone_gradients` ``first``)."""
-    rows = {"main": [], "total": []}
+    ``fraction`` < 1 adds ``"part"``: the main gradient from the loss of the first ``fraction`` of
+    each batch's images (at least one; :func:`backbone_gradients` ``first``, same forward)."""
+    rows = {"main": [], "total": [], **({"part": []} if fraction < 1 else {})}
     for images, targets in batches:
         first = max(int(images.shape[0] * fraction), 1) if fraction < 1 else 0
         g = backbone_gradients(model, images, targets, aux_weight, first)
@@ -306,10 +309,8 @@ def gradient_reliability(model: nn.Module, batches, val_batches, score, lr: floa
     (uphill: worse to first order whenever the batch gradient agrees with the held-out one).
     Returns (rows, the stacked gradients ``{"main", "total"[, "part"]}``).
     """
-    g = batch_gradients(model, batches, aux_weight)
     controls = control_fraction > 0
-    if controls:
-        g["part"] = batch_gradients(model, batches, aux_weight, fraction=control_fraction)["main"]
+    g = batch_gradients(model, batches, aux_weight, fraction=control_fraction if controls else 1.0)
     cos = {part: leave_one_out_cosines(g[part]) for part in ("main", "total")}
     has_aux = bool(getattr(model, "has_aux", False))
     before = score(model)
