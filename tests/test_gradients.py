@@ -106,36 +106,77 @@ def test_leave_one_out_cosine_and_snr():
         G.leave_one_out_cosines(clean[:1])
 
 
+def _held_out_loss(net, batches):
+    from yolov9lite.study.paired import held_out_loss
+    return held_out_loss(net, batches)["loss"]
+
+
 def test_reliability_rows_and_lookahead_restore_the_weights(models):
     m = models["ds"]
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    score = lambda net: float(sum(p.double().sum() for p in net.backbone.parameters()))
-    rows, g = G.gradient_reliability(m, [_batch(5), _batch(6), _batch(7)], None, score, lr=0.1)
+    val = [_batch(8, 2)]
+    score = lambda net: _held_out_loss(net, val)
+    rows, g = G.gradient_reliability(m, [_batch(5), _batch(6), _batch(7)], val, score, lr=0.1)
     assert len(rows) == 3 and g["main"].shape == g["total"].shape
-    # a step of the same length along different directions: both move the score, then undo
-    assert all(r["look_main"] != r["look_before"] for r in rows)
+    assert all(r["look_before"] == pytest.approx(score(m)) for r in rows)
+    # deep supervision adds an auxiliary term: the two directions differ, both are scored
+    assert all(r["look_main"] != r["look_before"] and r["look_total"] != r["look_main"]
+               for r in rows)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
-    # the controls: a gradient from part of each batch's losses and the uphill step
-    rows, g = G.gradient_reliability(m, [_batch(5, 4), _batch(6, 4), _batch(7, 4)], None, score,
-                                     lr=0.1, control_fraction=0.25)
-    assert g["part"].shape == g["main"].shape and not torch.equal(g["part"], g["main"])
-    assert all(-1 <= r["cos_part"] <= 1 and r["look_uphill"] != r["look_main"] for r in rows)
+    # the controls: the gradient with the boxes swapped between images, and the uphill step,
+    # which to first order is the downhill step mirrored about the loss before it
+    rows, g = G.gradient_reliability(m, [_batch(5, 4), _batch(6, 4), _batch(7, 4)], val, score,
+                                     lr=0.1, controls=True)
+    assert g["wrong"].shape == g["main"].shape and not torch.equal(g["wrong"], g["main"])
+    for r in rows:
+        assert -1 <= r["cos_wrong"] <= 1
+        assert r["look_uphill"] - r["look_before"] == pytest.approx(
+            r["look_before"] - r["look_main"], rel=1e-9)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
 
 
-def test_gradient_of_the_first_images_is_their_loss_alone(models):
-    # the loss of images 0..k-1 of a batch, the forward unchanged: with the other images'
-    # targets removed and their predictions dropped, the gradient changes; with k = B it is the
-    # full batch's
-    m = models["none"]
+def test_mismatched_targets_give_each_image_another_images_boxes(models):
     x, t = _batch(3, 4)
+    w = G.mismatched_targets(t, 4)
+    assert w[:, 0].tolist() == [3.0, 0.0, 1.0, 2.0] and torch.equal(w[:, 1:], t[:, 1:])
+    m = models["none"]
     full = G.backbone_gradients(m, x, t)["B3"]["main"]
-    assert "part" not in G.backbone_gradients(m, x, t)["B3"]
-    both = G.backbone_gradients(m, x, t, first=4)["B3"]
-    assert torch.equal(both["main"], full) and torch.allclose(both["part"], full, rtol=1e-6)
-    one = G.backbone_gradients(m, x, t, first=1)["B3"]
-    assert torch.equal(one["main"], full)  # the full batch's gradient is unchanged beside it
-    assert one["part"].shape == full.shape and not torch.allclose(one["part"], full)
+    both = G.backbone_gradients(m, x, t, mismatched=True)["B3"]
+    assert torch.equal(both["main"], full)  # the images' own gradient is unchanged beside it
+    assert not torch.allclose(both["wrong"], full)
+    # every image with the same boxes and class: swapping them changes nothing
+    same = t.clone()
+    same[:, 1] = 0
+    g = G.backbone_gradients(m, x, same, mismatched=True)["B3"]
+    assert torch.allclose(g["wrong"], g["main"], rtol=1e-5, atol=1e-9)
+
+
+def test_held_out_gradient_is_the_training_gradient_of_the_held_out_loss(models):
+    m = models["icn"]
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    val = [_batch(11, 2), _batch(12, 3)]
+    g = G.held_out_gradient(m, val)
+    # by hand: each batch's main-head loss (official loss / batch size), averaged over batches
+    params = [p for ps in G.backbone_stages(m).values() for p in ps]
+    want = [torch.zeros_like(p, dtype=torch.float64) for p in params]
+    saved = {k: b.clone() for k, b in m.named_buffers()}
+    for x, t in val:
+        _, main_maps = m.train()(x)
+        loss = DetectionLoss(m.head.main)(main_maps, t)[0] / x.shape[0]
+        for w, gp in zip(want, torch.autograd.grad(loss, params, allow_unused=True)):
+            if gp is not None:
+                w.add_(gp.double())
+    with torch.no_grad():
+        for k, b in m.named_buffers():
+            b.copy_(saved[k])
+    want = torch.cat([w.reshape(-1) for w in want]) / len(val)
+    assert g.shape == want.shape and torch.allclose(g, want, rtol=1e-6, atol=1e-12)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    # the first-order look-ahead: before - step * <g_val, unit direction>
+    d = torch.zeros_like(g)
+    d[0] = -2.0
+    look = G.first_order_lookahead(g, {"d": d}, 0.5, 10.0)
+    assert look["d"] == pytest.approx(10.0 + 0.5 * float(g[0]))
 
 
 def test_object_focus_separates_objects_from_its_null():

@@ -17,7 +17,7 @@ def _values(**over) -> dict[str, np.ndarray]:
     """Per-seed values of every measure: controls that work and claims far beyond the margins."""
     big = np.array([1.0, 1.1, 0.9, 1.05, 0.95])
     zero = np.array([1e-4, -1e-4, 2e-4, -2e-4, 0.0])
-    v = {k: big.copy() for k in ("agree", "agree_part", "snr", "snr_part", "step", "step_uphill",
+    v = {k: big.copy() for k in ("agree", "agree_wrong", "snr", "snr_wrong", "step", "step_uphill",
                                   "fig7", "focus_control")}
     v.update({k: zero.copy() for k in ("agree_jitter", "snr_jitter", "step_jitter",
                                        "focus_jitter")})
@@ -48,7 +48,7 @@ def test_ledger_has_a_positive_and_a_null_control_gating_each_claim():
 def test_a_failed_positive_control_gates_only_its_claim():
     ledger = Ledger("04_pgi")
     weak = np.array([0.001, -0.001, 0.002, 0.0, -0.002])  # the known-worse variant not seen
-    for c in S.ledger_claims(_values(agree_part=weak), "icn", 50, "test"):
+    for c in S.ledger_claims(_values(agree_wrong=weak), "icn", 50, "test"):
         ledger.add(c)
     v = ledger.verdicts()
     assert v["04.pgi_gradient_agrees_with_full_data"] == CONTROL_FAILED
@@ -70,13 +70,13 @@ def test_values_are_one_per_seed_from_rows():
             for b in range(3):
                 row = {"seed": seed, "model": model, "batch": b, "cos_main": 0.2 + 0.01 * b,
                        "cos_total": 0.3, "look_before": 10.0, "look_main": 9.9,
-                       "look_total": 9.8, "cos_part": math.nan, "look_uphill": math.nan}
+                       "look_total": 9.8, "cos_wrong": math.nan, "look_uphill": math.nan}
                 if model == P:
-                    row.update(cos_part=0.1, look_uphill=10.2)
+                    row.update(cos_wrong=0.1, look_uphill=10.2)
                 rel.append(row)
             snr.append({"seed": seed, "model": model, "snr_main": 0.2, "snr_total": 0.4,
-                        "snr_part": 0.1 if model == P else math.nan})
+                        "snr_wrong": 0.1 if model == P else math.nan})
     v = S.reliability_values(rel, snr, "icn", [0, 1])
-    assert v["agree"] == pytest.approx([0.09, 0.09]) and v["agree_part"] == pytest.approx([0.11] * 2)
+    assert v["agree"] == pytest.approx([0.09, 0.09]) and v["agree_wrong"] == pytest.approx([0.11] * 2)
     assert v["snr"] == pytest.approx([math.log(2)] * 2) and v["agree_jitter"] == pytest.approx([0, 0])
     assert v["step_uphill"] == pytest.approx([0.3, 0.3]) and v["step"] == pytest.approx([0.1, 0.1])

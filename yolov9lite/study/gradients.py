@@ -19,8 +19,9 @@ module turns the claim into numbers that can be computed for one model and a few
   that the only difference between them is the auxiliary branch.
 * :func:`gradient_reliability`: per training batch, with and without the auxiliary term, the
   cosine to the full-data gradient (leave-one-out, :func:`leave_one_out_cosines`) and a one-step
-  look-ahead scored on held-out images (:func:`lookahead_losses`); with ``controls`` also the
-  same for two known-worse directions (the gradient of part of the batch's losses, and the uphill
+  look-ahead on held-out images, to first order (:func:`held_out_gradient`,
+  :func:`first_order_lookahead`); with ``controls`` also the same for two known-worse
+  directions (the gradient with each image's boxes swapped for another image's, and the uphill
   step); :func:`reliability_snr` gives the gradient signal-to-noise ratio
   (:func:`gradient_snr`) of each. Notebook 04's design around them: :mod:`yolov9lite.study.pgi_study`.
 * :func:`object_focus`: Figure 7 in numbers, the share of a feature map's energy inside the
@@ -82,17 +83,19 @@ def _head_losses(model: nn.Module, preds, targets: torch.Tensor, aux_weight: flo
     return main, aux_weight * aux
 
 
-def _first_images(preds, k: int):
-    """The train-mode head output ``preds`` (nested lists of (B, ...) maps) of images 0..k-1."""
-    if isinstance(preds, (list, tuple)):
-        return type(preds)(_first_images(p, k) for p in preds)
-    return preds[:k]
+def mismatched_targets(targets: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``targets`` (N, 6) with each image's boxes given to the previous image of the batch (image
+    i gets image i + 1's boxes, the last image the first's): the same boxes, classes and count per
+    batch, none of them where its object is (notebook 04's known-worse supervision)."""
+    out = targets.clone()
+    out[:, 0] = (targets[:, 0] - 1) % batch_size
+    return out
 
 
 def backbone_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
-                       aux_weight: float = 0.25, first: int = 0
+                       aux_weight: float = 0.25, mismatched: bool = False
                        ) -> dict[str, dict[str, torch.Tensor]]:
-    """``{stage: {"main": g, "aux": g, "total": g[, "part": g]}}``: flat gradient vectors of one
+    """``{stage: {"main": g, "aux": g, "total": g[, "wrong": g]}}``: flat gradient vectors of one
     batch.
 
     ``images`` float (B, 3, H, W) in [0, 1], ``targets`` (N, 6) as the loss takes them. The model
@@ -103,10 +106,12 @@ def backbone_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Te
     (paper Sec. 4.1: PGI adds the auxiliary term; deep supervision, Fig. 3 (c), and PGI, Fig. 3 (d),
     differ only in where it comes from).
 
-    ``first`` > 0 adds ``part``: the gradient of the main head's loss of images ``0 .. first - 1``
-    only (their targets), from the same forward pass, so BatchNorm normalised with the same batch
-    statistics: a gradient from fewer images' supervision and nothing else changed (notebook
-    04's positive control, :func:`gradient_reliability`).
+    ``mismatched`` adds ``wrong``: the gradient of the main head's loss with every image's boxes
+    swapped for another image's (:func:`mismatched_targets`), from the same forward pass, so
+    BatchNorm normalised with the same batch statistics: a gradient whose supervision does not
+    belong to the images and nothing else changed (notebook 04's positive control,
+    :func:`gradient_reliability`). Only what does not depend on where the objects are (class
+    frequencies, box sizes, background) is still right in it.
     """
     stages = backbone_stages(model)
     params = [p for ps in stages.values() for p in ps]
@@ -116,14 +121,14 @@ def backbone_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Te
         with preserved_buffers(model):
             preds = model(images)
             main, aux = _head_losses(model, preds, targets, aux_weight)
-            g_main = torch.autograd.grad(main, params, retain_graph=aux is not None or first > 0,
+            g_main = torch.autograd.grad(main, params, retain_graph=aux is not None or mismatched,
                                          allow_unused=True)
-            g_aux = (torch.autograd.grad(aux, params, retain_graph=first > 0, allow_unused=True)
+            g_aux = (torch.autograd.grad(aux, params, retain_graph=mismatched, allow_unused=True)
                      if aux is not None else [None] * len(params))
-            if first:  # the same graph, the loss of the first images only
-                part, _ = _head_losses(model, _first_images(preds, first),
-                                       targets[targets[:, 0] < first], 0.0)
-                g_part = torch.autograd.grad(part, params, allow_unused=True)
+            if mismatched:  # the same graph, each image supervised by another image's boxes
+                wrong, _ = _head_losses(model, preds,
+                                        mismatched_targets(targets, images.shape[0]), 0.0)
+                g_wrong = torch.autograd.grad(wrong, params, allow_unused=True)
     finally:
         model.train(was_training)
 
@@ -135,8 +140,8 @@ def backbone_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Te
     for stage, ps in stages.items():
         m, a = flat(g_main[i:i + len(ps)], ps), flat(g_aux[i:i + len(ps)], ps)
         out[stage] = {"main": m, "aux": a, "total": m + a}
-        if first:
-            out[stage]["part"] = flat(g_part[i:i + len(ps)], ps)
+        if mismatched:
+            out[stage]["wrong"] = flat(g_wrong[i:i + len(ps)], ps)
         i += len(ps)
     return out
 
@@ -235,15 +240,14 @@ def copy_main_branch(src: nn.Module, dst: nn.Module) -> nn.Module:
 
 
 def batch_gradients(model: nn.Module, batches, aux_weight: float = 0.25,
-                    dtype=torch.float64, fraction: float = 1.0) -> dict[str, torch.Tensor]:
+                    dtype=torch.float64, mismatched: bool = False) -> dict[str, torch.Tensor]:
     """``{"main": (n_batches, P), "total": (n_batches, P)}``: the whole-backbone gradient of every
     batch, main-head part and main + auxiliary, stacked (``dtype``, float64 by default).
-    ``fraction`` < 1 adds ``"part"``: the main gradient from the loss of the first ``fraction`` of
-    each batch's images (at least one; :func:`backbone_gradients` ``first``, same forward)."""
-    rows = {"main": [], "total": [], **({"part": []} if fraction < 1 else {})}
+    ``mismatched`` adds ``"wrong"``: the main gradient with each image's boxes swapped for another
+    image's (:func:`backbone_gradients`, same forward)."""
+    rows = {"main": [], "total": [], **({"wrong": []} if mismatched else {})}
     for images, targets in batches:
-        first = max(int(images.shape[0] * fraction), 1) if fraction < 1 else 0
-        g = backbone_gradients(model, images, targets, aux_weight, first)
+        g = backbone_gradients(model, images, targets, aux_weight, mismatched)
         for part, vectors in rows.items():
             vectors.append(torch.cat([g[s][part] for s in STAGES]).to(dtype).cpu())
     return {part: torch.stack(v) for part, v in rows.items()}
@@ -270,50 +274,78 @@ def _backbone_params(model: nn.Module) -> list[nn.Parameter]:
     return [p for ps in backbone_stages(model).values() for p in ps]
 
 
-@torch.no_grad()
-def lookahead_losses(model: nn.Module, directions: dict[str, torch.Tensor], step_norm: float,
-                     score) -> dict[str, float]:
-    """Held-out score after one step of length ``step_norm`` along ``-direction`` (flat backbone
-    vectors, as from :func:`batch_gradients`), one per key; the weights are restored after each.
-    ``score(model) -> float`` is the held-out main loss, e.g. :func:`yolov9lite.study.paired.held_out_loss`."""
-    params = _backbone_params(model)
-    saved = [p.detach().clone() for p in params]
+def held_out_gradient(model: nn.Module, val_batches, dtype=torch.float64) -> torch.Tensor:
+    """The whole-backbone gradient (flat, in :data:`STAGES` order like :func:`batch_gradients`) of
+    the held-out main loss as training differentiates it: the mean over ``val_batches`` of each
+    batch's main-head loss (box + cls + DFL, gains applied, not x batch size; the value of
+    :func:`yolov9lite.study.paired.held_out_loss`), with the label assignment and the target
+    scores detached as in the official loss (``utils/loss_tal_dual.py``). It is therefore not the
+    derivative of the held-out loss *value*, whose targets move with the predictions (a finite
+    difference of that value is rough: the top-k assignment jumps), but the held-out counterpart
+    of the training gradient. Train-mode BatchNorm as in :func:`~yolov9lite.study.paired.
+    held_out_loss`; buffers and the training flag restored."""
+    stages = backbone_stages(model)
+    params = [p for ps in stages.values() for p in ps]
+    total = [torch.zeros_like(p, dtype=dtype) for p in params]
+    was_training = model.training
+    model.train()
+    try:
+        with preserved_buffers(model):
+            for images, targets in val_batches:
+                main, _ = _head_losses(model, model(images), targets, 0.0)
+                grads = torch.autograd.grad(main / images.shape[0], params, allow_unused=True)
+                for t, g in zip(total, grads):
+                    if g is not None:
+                        t.add_(g.to(dtype))
+    finally:
+        model.train(was_training)
+    return torch.cat([t.reshape(-1) for t in total]).cpu() / len(val_batches)
+
+
+def first_order_lookahead(g_val: torch.Tensor, directions: dict[str, torch.Tensor],
+                          step_norm: float, before: float) -> dict[str, float]:
+    """The held-out loss after one step of length ``step_norm`` along ``-direction``, to first
+    order in the held-out objective training differentiates (:func:`held_out_gradient`):
+    ``before - step_norm * <g_val, direction / |direction|>``, one value per key.
+
+    Why not the loss after a real step: at the recipe's learning rate a real step overshoots (65
+    of the 120 downhill steps of notebook 04's run at commit 36f0a30 raised the held-out loss),
+    and the held-out loss value is rough along any step (its top-k label assignment jumps), so a
+    real look-ahead mostly measures those jumps and the curvature, not the direction. To first
+    order the step's effect is the directional derivative: how far the batch's direction points
+    down the held-out objective, over the length of the SGD step plain GELAN would take. It costs
+    one held-out gradient per model instead of one held-out pass per direction and batch."""
     out = {}
     for name, d in directions.items():
-        step = d * (step_norm / float(d.norm()))
-        i = 0
-        for p in params:
-            p.sub_(step[i:i + p.numel()].view_as(p).to(p.dtype))
-            i += p.numel()
-        out[name] = score(model)
-        for p, s in zip(params, saved):
-            p.copy_(s)
+        d = d.to(g_val.dtype)
+        out[name] = float(before - step_norm * float(g_val @ d) / float(d.norm()))
     return out
 
 
 def gradient_reliability(model: nn.Module, batches, val_batches, score, lr: float = 0.01,
-                         aux_weight: float = 0.25, control_fraction: float = 0.0
+                         aux_weight: float = 0.25, controls: bool = False
                          ) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Per training batch: cos(g_b, g_full) for the main and the total gradient (leave-one-out),
-    and the held-out score after one look-ahead step along each (same length: ``lr`` x the main
-    gradient's norm, i.e. the SGD step plain GELAN would take), plus the score before the step.
+    and the held-out score after one look-ahead step along each, to first order
+    (:func:`first_order_lookahead`; same length: ``lr`` x the main gradient's norm, i.e. the SGD
+    step plain GELAN would take), plus the score before the step.
 
     Rows ``{"batch", "cos_main", "cos_total", "look_main", "look_total", "look_before"}``; pair
-    them per batch (e.g. ``cos_total - cos_main``). ``score(model)`` measures held-out main loss.
-    Without an auxiliary branch ``total`` is ``main`` exactly, and ``look_total`` is not scored
-    again. ``control_fraction`` > 0 adds two known-worse directions (notebook 04's positive
-    controls): ``cos_part``, the cosine of the main gradient from the loss of only the first
-    ``control_fraction`` of the batch's images (same forward, same BatchNorm statistics: fewer
-    per-image gradients averaged, more noise) with the same leave-one-out full-data gradient as
-    ``cos_main``, and ``look_uphill``, the score after the same-length step along ``+g_main``
-    (uphill: worse to first order whenever the batch gradient agrees with the held-out one).
-    Returns (rows, the stacked gradients ``{"main", "total"[, "part"]}``).
+    them per batch (e.g. ``cos_total - cos_main``). ``score(model)`` measures held-out main loss
+    (the level the look-ahead starts from; :func:`held_out_gradient` is its gradient). Without an
+    auxiliary branch ``total`` is ``main`` exactly. ``controls`` adds two known-worse directions
+    (notebook 04's positive controls): ``cos_wrong``, the cosine of the main gradient with each
+    image's boxes swapped for another image's (:func:`mismatched_targets`, same forward) with the
+    same leave-one-out full-data gradient as ``cos_main``, and ``look_uphill``, the first-order
+    score after the same-length step along ``+g_main`` (uphill: worse whenever the batch gradient
+    points downhill on the held-out loss). Returns (rows, the stacked gradients
+    ``{"main", "total"[, "wrong"]}``).
     """
-    controls = control_fraction > 0
-    g = batch_gradients(model, batches, aux_weight, fraction=control_fraction if controls else 1.0)
+    g = batch_gradients(model, batches, aux_weight, mismatched=controls)
     cos = {part: leave_one_out_cosines(g[part]) for part in ("main", "total")}
     has_aux = bool(getattr(model, "has_aux", False))
     before = score(model)
+    g_val = held_out_gradient(model, val_batches)
     rows = []
     n = g["main"].shape[0]
     for b in range(n):
@@ -323,20 +355,20 @@ def gradient_reliability(model: nn.Module, batches, val_batches, score, lr: floa
             directions["total"] = g["total"][b]
         if controls:
             directions["uphill"] = -g["main"][b]
-        look = lookahead_losses(model, directions, step, score)
+        look = first_order_lookahead(g_val, directions, step, before)
         row = {"batch": b, "cos_main": float(cos["main"][b]),
                "cos_total": float(cos["total"][b]), "look_main": look["main"],
                "look_total": look.get("total", look["main"]), "look_before": before}
         if controls:
             others = (g["main"].sum(0) - g["main"][b]) / (n - 1)  # the same g_full as cos_main
-            row["cos_part"] = _cos(g["part"][b], others)
+            row["cos_wrong"] = _cos(g["wrong"][b], others)
             row["look_uphill"] = look["uphill"]
         rows.append(row)
     return rows, g
 
 
 def reliability_snr(grads: dict[str, torch.Tensor]) -> dict[str, float]:
-    """``{"snr_main", "snr_total"[, "snr_part"]}``: :func:`gradient_snr` of each stack of batch
+    """``{"snr_main", "snr_total"[, "snr_wrong"]}``: :func:`gradient_snr` of each stack of batch
     gradients that :func:`gradient_reliability` returns (one value per model: the SNR is a
     property of the set of batches, not of one batch)."""
     return {f"snr_{part}": gradient_snr(g) for part, g in grads.items()}
