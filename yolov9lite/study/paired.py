@@ -151,22 +151,34 @@ def batch_order(n_batches: int, steps: int, seed: int) -> list[int]:
 
 def train_steps(model, batches, order, lr: float = 0.01, momentum: float = 0.9,
                 lead_head_guided: bool = False, max_grad_norm: float = 10.0,
-                on_step: Callable | None = None, optimizer: Callable | None = None):
-    """Plain SGD (Nesterov) on the training loss (main + 0.25 auxiliary, :mod:`yolov9lite.training.loss`),
-    one step (:func:`yolov9lite.training.step.reference_step`) per entry of ``order``; gradient
-    clipping at 10 as the official trainer does.
-    The loss is the official one, x batch size; ``lr`` applies to it as in the recipe.
-    ``optimizer(params)`` replaces the SGD (``lr``/``momentum`` are then unused), e.g. AdamW in
-    :func:`train_arm`."""
+                on_step: Callable | None = None, optimizer: Callable | None = None,
+                decay_to_zero: bool = False):
+    """The one training loop of the paired experiments: one step
+    (:func:`yolov9lite.training.step.reference_step`: the training loss, main + 0.25 auxiliary,
+    :mod:`yolov9lite.training.loss`, gradient clipping at 10 as the official trainer does) per
+    entry of ``order`` (batch indices, :func:`batch_order`).
+
+    The optimizer is plain SGD (Nesterov) at ``lr`` by default, on the official loss, x batch size
+    (``lr`` applies to it as in the recipe); ``optimizer(params)`` replaces it (e.g. AdamW in
+    :func:`train_arm`; ``lr``/``momentum`` are then unused). Only parameters that require a
+    gradient are optimised (a frozen backbone stays frozen). ``decay_to_zero``: the learning rate
+    falls linearly to zero at the last step, so a measurement after it sits where the held-out
+    curve has flattened. ``on_step(k, model)`` after step k (1-based)."""
     loss_fn = DetectionLoss(model, lead_head_guided=lead_head_guided)
-    opt = (optimizer(model.parameters()) if optimizer is not None else
-           torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = (optimizer(params) if optimizer is not None else
+           torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0))
+    total = len(order)
+    schedule = (torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 - k / total)
+                if decay_to_zero else None)
     model.train()
-    for step, i in enumerate(order):
+    for k, i in enumerate(order, start=1):
         images, targets = batches[i]
         reference_step(model, opt, loss_fn, images, targets, max_grad_norm)
+        if schedule is not None:
+            schedule.step()
         if on_step is not None:
-            on_step(step, model)
+            on_step(k, model)
     return model
 
 
@@ -296,21 +308,12 @@ def build_arm(design: Design, arm: Arm, seed: int, num_classes: int, device="cpu
 
 def train_arm(design: Design, arm: Arm, net: nn.Module, batches, order,
               on_step: Callable | None = None) -> nn.Module:
-    """``len(order)`` steps of :func:`yolov9lite.training.step.reference_step` (official loss,
-    main + 0.25 auxiliary, clipping at 10), the learning rate decaying linearly to zero at the
-    last step (the measuring point is on the plateau). ``on_step(k, net)`` after step k."""
-    loss_fn = DetectionLoss(net, lead_head_guided=arm.lead_head_guided)
-    opt = _optimizer(design, [p for p in net.parameters() if p.requires_grad])
-    total = len(order)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 - k / total)
-    net.train()
-    for k, i in enumerate(order, start=1):
-        images, targets = batches[i]
-        reference_step(net, opt, loss_fn, images, targets, max_grad_norm=10.0)
-        schedule.step()
-        if on_step is not None:
-            on_step(k, net)
-    return net
+    """:func:`train_steps` with the design's optimizer (:class:`Design` ``optimizer``, ``lr``)
+    decaying linearly to zero at the last step (the measuring point is on the plateau), and the
+    arm's options. ``on_step(k, net)`` after step k."""
+    return train_steps(net, batches, order, lead_head_guided=arm.lead_head_guided,
+                       on_step=on_step, optimizer=lambda params: _optimizer(design, params),
+                       decay_to_zero=True)
 
 
 def run_arm(design: Design, label: str, arm: Arm, seed: int, data, curve: bool = False,
