@@ -111,27 +111,31 @@ def _held_out_loss(net, batches):
     return held_out_loss(net, batches)["loss"]
 
 
-def test_reliability_rows_and_lookahead_restore_the_weights(models):
+def test_reliability_rows_leave_the_model_unchanged(models):
     m = models["ds"]
     before = {k: v.clone() for k, v in m.state_dict().items()}
     val = [_batch(8, 2)]
     score = lambda net: _held_out_loss(net, val)
-    rows, g = G.gradient_reliability(m, [_batch(5), _batch(6), _batch(7)], val, score, lr=0.1)
+    rows, g = G.gradient_reliability(m, [_batch(5), _batch(6), _batch(7)], val, score)
     assert len(rows) == 3 and g["main"].shape == g["total"].shape
-    assert all(r["look_before"] == pytest.approx(score(m)) for r in rows)
-    # deep supervision adds an auxiliary term: the two directions differ, both are scored
-    assert all(r["look_main"] != r["look_before"] and r["look_total"] != r["look_main"]
-               for r in rows)
+    assert all(r["held_out_loss"] == pytest.approx(score(m)) for r in rows)
+    # the cosines are those of the stacked gradients: leave-one-out and against g_held-out
+    loo = G.leave_one_out_cosines(g["main"])
+    g_val = G.held_out_gradient(m, val)
+    for b, r in enumerate(rows):
+        assert r["cos_main"] == pytest.approx(float(loo[b]), abs=1e-12)
+        assert r["val_main"] == pytest.approx(G._cos(g["main"][b], g_val), abs=1e-9)
+        # deep supervision adds an auxiliary term: the two directions differ
+        assert r["val_total"] != r["val_main"] and -1 <= r["val_total"] <= 1
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
-    # the controls: the gradient with the boxes swapped between images, and the uphill step,
-    # which to first order is the downhill step mirrored about the loss before it
+    # the control: the gradient with the boxes swapped between images, against the same g_full
+    # and g_held-out as the images' own
     rows, g = G.gradient_reliability(m, [_batch(5, 4), _batch(6, 4), _batch(7, 4)], val, score,
-                                     lr=0.1, controls=True)
+                                     controls=True)
     assert g["wrong"].shape == g["main"].shape and not torch.equal(g["wrong"], g["main"])
-    for r in rows:
-        assert -1 <= r["cos_wrong"] <= 1
-        assert r["look_uphill"] - r["look_before"] == pytest.approx(
-            r["look_before"] - r["look_main"], rel=1e-9)
+    others = (g["main"].sum(0) - g["main"][0]) / 2
+    assert rows[0]["cos_wrong"] == pytest.approx(G._cos(g["wrong"][0], others), abs=1e-9)
+    assert all(-1 <= r["cos_wrong"] <= 1 and -1 <= r["val_wrong"] <= 1 for r in rows)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
 
 
@@ -172,11 +176,6 @@ def test_held_out_gradient_is_the_training_gradient_of_the_held_out_loss(models)
     want = torch.cat([w.reshape(-1) for w in want]) / len(val)
     assert g.shape == want.shape and torch.allclose(g, want, rtol=1e-6, atol=1e-12)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
-    # the first-order look-ahead: before - step * <g_val, unit direction>
-    d = torch.zeros_like(g)
-    d[0] = -2.0
-    look = G.first_order_lookahead(g, {"d": d}, 0.5, 10.0)
-    assert look["d"] == pytest.approx(10.0 + 0.5 * float(g[0]))
 
 
 def test_object_focus_separates_objects_from_its_null():

@@ -17,20 +17,18 @@ def _values(**over) -> dict[str, np.ndarray]:
     """Per-seed values of every measure: controls that work and claims far beyond the margins."""
     big = np.array([1.0, 1.1, 0.9, 1.05, 0.95])
     zero = np.array([1e-4, -1e-4, 2e-4, -2e-4, 0.0])
-    v = {k: big.copy() for k in ("agree", "agree_wrong", "snr", "snr_wrong", "step", "step_uphill",
+    v = {k: big.copy() for k in ("agree", "agree_wrong", "snr", "snr_wrong", "step", "step_wrong",
                                   "fig7", "focus_control")}
     v.update({k: zero.copy() for k in ("agree_jitter", "snr_jitter", "step_jitter",
                                        "focus_jitter")})
-    v["before"] = np.full(5, 10.0)
     v.update(over)
     return v
 
 
 def test_margins_are_fixed_with_their_reasons():
-    for m in (S.COS_MARGIN, S.SNR_MARGIN, S.FOCUS_MARGIN, S.look_margin([9.0, 11.0], 50)):
+    for m in (S.COS_MARGIN, S.SNR_MARGIN, S.HELD_OUT_MARGIN, S.FOCUS_MARGIN):
         assert m.value > 0 and len(m.reason) > 40
     assert S.SNR_MARGIN.value == pytest.approx(math.log(1.25))
-    assert S.look_margin([9.0, 11.0], 50).value == pytest.approx(S.LOOK_FRACTION * 10 / 50)
 
 
 def test_ledger_has_a_positive_and_a_null_control_gating_each_claim():
@@ -69,14 +67,14 @@ def test_values_are_one_per_seed_from_rows():
         for model in (S.GELAN, P, S.JITTER_NAME):
             for b in range(3):
                 row = {"seed": seed, "model": model, "batch": b, "cos_main": 0.2 + 0.01 * b,
-                       "cos_total": 0.3, "look_before": 10.0, "look_main": 9.9,
-                       "look_total": 9.8, "cos_wrong": math.nan, "look_uphill": math.nan}
+                       "cos_total": 0.3, "val_main": 0.1, "val_total": 0.2, "held_out_loss": 9.0,
+                       "cos_wrong": math.nan, "val_wrong": math.nan}
                 if model == P:
-                    row.update(cos_wrong=0.1, look_uphill=10.2)
+                    row.update(cos_wrong=0.1, val_wrong=-0.2)
                 rel.append(row)
             snr.append({"seed": seed, "model": model, "snr_main": 0.2, "snr_total": 0.4,
                         "snr_wrong": 0.1 if model == P else math.nan})
     v = S.reliability_values(rel, snr, "icn", [0, 1])
     assert v["agree"] == pytest.approx([0.09, 0.09]) and v["agree_wrong"] == pytest.approx([0.11] * 2)
     assert v["snr"] == pytest.approx([math.log(2)] * 2) and v["agree_jitter"] == pytest.approx([0, 0])
-    assert v["step_uphill"] == pytest.approx([0.3, 0.3]) and v["step"] == pytest.approx([0.1, 0.1])
+    assert v["step_wrong"] == pytest.approx([0.3, 0.3]) and v["step"] == pytest.approx([0.1, 0.1])

@@ -18,12 +18,12 @@ module turns the claim into numbers that can be computed for one model and a few
 * :func:`copy_main_branch`: give several PGI variants exactly the same main-branch weights, so
   that the only difference between them is the auxiliary branch.
 * :func:`gradient_reliability`: per training batch, with and without the auxiliary term, the
-  cosine to the full-data gradient (leave-one-out, :func:`leave_one_out_cosines`) and a one-step
-  look-ahead on held-out images, to first order (:func:`held_out_gradient`,
-  :func:`first_order_lookahead`); with ``controls`` also the same for two known-worse
-  directions (the gradient with each image's boxes swapped for another image's, and the uphill
-  step); :func:`reliability_snr` gives the gradient signal-to-noise ratio
-  (:func:`gradient_snr`) of each. Notebook 04's design around them: :mod:`yolov9lite.study.pgi_study`.
+  cosine to the full-data gradient (leave-one-out, :func:`leave_one_out_cosines`) and to the
+  held-out gradient (:func:`held_out_gradient`: to first order, how far a step along the batch's
+  direction lowers the held-out loss); with ``controls`` also the same for a known-worse gradient
+  (each image's boxes swapped for another image's, :func:`mismatched_targets`);
+  :func:`reliability_snr` gives the gradient signal-to-noise ratio (:func:`gradient_snr`) of
+  each. Notebook 04's design around them: :mod:`yolov9lite.study.pgi_study`.
 * :func:`object_focus`: Figure 7 in numbers, the share of a feature map's energy inside the
   ground-truth boxes over their share of the area, with a random-box null.
 
@@ -270,10 +270,6 @@ def gradient_snr(grads: torch.Tensor) -> float:
     return float(mean.pow(2).sum() / noise)
 
 
-def _backbone_params(model: nn.Module) -> list[nn.Parameter]:
-    return [p for ps in backbone_stages(model).values() for p in ps]
-
-
 def held_out_gradient(model: nn.Module, val_batches, dtype=torch.float64) -> torch.Tensor:
     """The whole-backbone gradient (flat, in :data:`STAGES` order like :func:`batch_gradients`) of
     the held-out main loss as training differentiates it: the mean over ``val_batches`` of each
@@ -302,69 +298,41 @@ def held_out_gradient(model: nn.Module, val_batches, dtype=torch.float64) -> tor
     return torch.cat([t.reshape(-1) for t in total]).cpu() / len(val_batches)
 
 
-def first_order_lookahead(g_val: torch.Tensor, directions: dict[str, torch.Tensor],
-                          step_norm: float, before: float) -> dict[str, float]:
-    """The held-out loss after one step of length ``step_norm`` along ``-direction``, to first
-    order in the held-out objective training differentiates (:func:`held_out_gradient`):
-    ``before - step_norm * <g_val, direction / |direction|>``, one value per key.
-
-    Why not the loss after a real step: at the recipe's learning rate a real step overshoots (65
-    of the 120 downhill steps of notebook 04's run at commit 36f0a30 raised the held-out loss),
-    and the held-out loss value is rough along any step (its top-k label assignment jumps), so a
-    real look-ahead mostly measures those jumps and the curvature, not the direction. To first
-    order the step's effect is the directional derivative: how far the batch's direction points
-    down the held-out objective, over the length of the SGD step plain GELAN would take. It costs
-    one held-out gradient per model instead of one held-out pass per direction and batch."""
-    out = {}
-    for name, d in directions.items():
-        d = d.to(g_val.dtype)
-        out[name] = float(before - step_norm * float(g_val @ d) / float(d.norm()))
-    return out
-
-
-def gradient_reliability(model: nn.Module, batches, val_batches, score, lr: float = 0.01,
+def gradient_reliability(model: nn.Module, batches, val_batches, score,
                          aux_weight: float = 0.25, controls: bool = False
                          ) -> tuple[list[dict], dict[str, torch.Tensor]]:
-    """Per training batch: cos(g_b, g_full) for the main and the total gradient (leave-one-out),
-    and the held-out score after one look-ahead step along each, to first order
-    (:func:`first_order_lookahead`; same length: ``lr`` x the main gradient's norm, i.e. the SGD
-    step plain GELAN would take), plus the score before the step.
+    """Per training batch, for the main and the total gradient (paired per batch):
 
-    Rows ``{"batch", "cos_main", "cos_total", "look_main", "look_total", "look_before"}``; pair
-    them per batch (e.g. ``cos_total - cos_main``). ``score(model)`` measures held-out main loss
-    (the level the look-ahead starts from; :func:`held_out_gradient` is its gradient). Without an
-    auxiliary branch ``total`` is ``main`` exactly. ``controls`` adds two known-worse directions
-    (notebook 04's positive controls): ``cos_wrong``, the cosine of the main gradient with each
-    image's boxes swapped for another image's (:func:`mismatched_targets`, same forward) with the
-    same leave-one-out full-data gradient as ``cos_main``, and ``look_uphill``, the first-order
-    score after the same-length step along ``+g_main`` (uphill: worse whenever the batch gradient
-    points downhill on the held-out loss). Returns (rows, the stacked gradients
-    ``{"main", "total"[, "wrong"]}``).
-    """
+    * ``cos_main``, ``cos_total``: cos(g_b, g_full), g_full the mean gradient of the *other*
+      training batches (leave-one-out, :func:`leave_one_out_cosines`): does the batch ask for
+      what the whole training set asks?
+    * ``val_main``, ``val_total``: cos(g_b, g_held-out) (:func:`held_out_gradient`): does it point
+      down the held-out loss? To first order a step of length s along -g_b changes the held-out
+      loss by -s |g_held-out| cos(g_b, g_held-out), so at equal step length the direction with the
+      larger cosine lowers it more: the one-step look-ahead, without the step. (A real step at the
+      recipe's learning rate overshoots: 65 of the 120 downhill steps of notebook 04's run at
+      commit 36f0a30 raised the held-out loss; and the held-out loss jumps along any step as its
+      label assignment changes. A real look-ahead mostly measures that.)
+
+    plus ``held_out_loss`` (``score(model)``, the level of the model). Without an auxiliary branch
+    ``total`` is ``main`` exactly. ``controls`` adds the same two cosines of a known-worse gradient
+    (notebook 04's positive control), ``cos_wrong`` and ``val_wrong``: the main gradient with each
+    image's boxes swapped for another image's (:func:`mismatched_targets`, same forward), against
+    the same g_full as ``cos_main`` and the same g_held-out. Returns (rows, the stacked gradients
+    ``{"main", "total"[, "wrong"]}``)."""
     g = batch_gradients(model, batches, aux_weight, mismatched=controls)
-    cos = {part: leave_one_out_cosines(g[part]) for part in ("main", "total")}
-    has_aux = bool(getattr(model, "has_aux", False))
-    before = score(model)
-    g_val = held_out_gradient(model, val_batches)
-    rows = []
+    parts = ("main", "total", "wrong") if controls else ("main", "total")
     n = g["main"].shape[0]
-    for b in range(n):
-        step = lr * float(g["main"][b].norm())
-        directions = {"main": g["main"][b]}
-        if has_aux:
-            directions["total"] = g["total"][b]
-        if controls:
-            directions["uphill"] = -g["main"][b]
-        look = first_order_lookahead(g_val, directions, step, before)
-        row = {"batch": b, "cos_main": float(cos["main"][b]),
-               "cos_total": float(cos["total"][b]), "look_main": look["main"],
-               "look_total": look.get("total", look["main"]), "look_before": before}
-        if controls:
-            others = (g["main"].sum(0) - g["main"][b]) / (n - 1)  # the same g_full as cos_main
-            row["cos_wrong"] = _cos(g["wrong"][b], others)
-            row["look_uphill"] = look["uphill"]
-        rows.append(row)
-    return rows, g
+    full = {"main": leave_one_out_cosines(g["main"]), "total": leave_one_out_cosines(g["total"])}
+    if controls:  # against the images' own g_full, the one cos_main uses
+        others = (g["main"].sum(0, keepdim=True) - g["main"]) / (n - 1)
+        full["wrong"] = torch.nn.functional.cosine_similarity(g["wrong"], others, dim=1)
+    g_val = held_out_gradient(model, val_batches)[None]
+    held = {p: torch.nn.functional.cosine_similarity(g[p], g_val, dim=1) for p in parts}
+    level = score(model)
+    return [{"batch": b, **{f"cos_{p}": float(full[p][b]) for p in parts},
+             **{f"val_{p}": float(held[p][b]) for p in parts}, "held_out_loss": level}
+            for b in range(n)], g
 
 
 def reliability_snr(grads: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -280,10 +280,17 @@ def seed_batches(design: Design, seed: int, root: Path, device="cpu") -> tuple[l
     return train, val, int(cfg["nc"])
 
 
+def make_optimizer(name: str, lr: float, params) -> torch.optim.Optimizer:
+    """``"adamw"`` (no weight decay) or ``"sgd"`` (Nesterov, momentum 0.9) at ``lr``."""
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
+    raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {name!r}")
+
+
 def _optimizer(design: Design, params):
-    if design.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=design.lr, weight_decay=0.0)
-    return torch.optim.SGD(params, lr=design.lr, momentum=0.9, nesterov=True)
+    return make_optimizer(design.optimizer, design.lr, params)
 
 
 def build_arm(design: Design, arm: Arm, seed: int, num_classes: int, device="cpu") -> nn.Module:
