@@ -57,18 +57,7 @@ def applies(stem: str, kind: str) -> bool:
 KNOWN_UNSTABLE: dict[tuple[str, str], str] = {}
 # Known unstable single verdicts (claim id -> the measurement): left out of the comparison, every
 # other verdict of the notebook still checked. Fix the design, then delete the line.
-KNOWN_UNSTABLE_CLAIMS = {
-    # 04's look-ahead positive control sits at its detection limit: per-seed SD ~0.4 against a
-    # mean of 0.1-0.5 held-out loss (mde 0.3-0.9), so its interval's lower end falls either side
-    # of the margin (+0.004-0.008) from one seed base or CPU to the next; ~20 seeds would be needed,
-    # the CI budget allows 5 (7 at 30 steps flipped the same way).
-    "04.control_uphill_step_is_worse": "5 seeds, 50 steps: 0.485 [-0.193, 1.16] inconclusive; "
-                                       "supports [0.148, 0.621] at seed_offset=100; inconclusive "
-                                       "[-0.29, 0.85] on the emulated CPU",
-    "04.pgi_step_lowers_held_out_loss": "gated by 04.control_uphill_step_is_worse: reads "
-                                        "'control failed' exactly when that control does not "
-                                        "support, and its own rule's verdict otherwise",
-}
+KNOWN_UNSTABLE_CLAIMS: dict[str, str] = {}
 
 
 def perturbation(name: str) -> tuple[dict, dict]:
