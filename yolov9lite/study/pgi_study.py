@@ -316,9 +316,15 @@ def ledger_claims(values: dict[str, np.ndarray], pgi: str, steps: int, scale: st
 # as run records (figures/runs/04_pgi.csv), one row per seed and measure; the notebook renders
 # its ledger from them, trains one seed live for its figures, and `-p recompute True` (or
 # `yolov9lite figures --recompute`) reruns every seed. tests/test_pgi_records.py reruns a sample
-# on an emulated CPU. Fixed before the records were made: the design below and the seeds.
+# on an emulated CPU. Fixed before the records were made: the design below (the seeds: see
+# RECORDED_SEEDS).
 RECORDS = "04_pgi.csv"
-RECORDED_SEEDS = (*range(12), *range(100, 112))  # two seed bases of 12 seeds
+# Two seed bases of 24 seeds. Disclosed: the records were first made with 12 seeds per base;
+# then the positive control of the agreement supported at seed base 0 and not at 100 (interval
+# lower ends 0.0325 and 0.0124 against the margin 0.02), and the focus null control likewise
+# (supports at 0, inconclusive at 100): verdicts at the edge of the design's sensitivity. As the
+# policy says, seeds were added (12 more per base, the same design), no margin moved.
+RECORDED_SEEDS = (*range(24), *range(100, 124))
 # the notebook's parameters the records were made with (its defaults); any other value recomputes
 RECORDED_DESIGN = {"model_name": "gelan-nano", "fig7_pgi": "icn", "data": "synthetic",
                    "num_train": 128, "num_val": 24, "imgsz": 64, "batch_size": 4,
