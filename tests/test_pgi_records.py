@@ -1,7 +1,7 @@
 """Notebook 04's committed run records reproduce: CI reruns a sample on an emulated other CPU.
 
 Notebook 04 renders its ledger from ``figures/runs/04_pgi.csv`` (one row per seed and measure,
-:func:`yolov9lite.study.pgi_study.run_seed`; its 48 seeds take longer than CI allows, ``yolov9lite
+:func:`yolov9lite.study.pgi_study.run_seed`; its 96 seeds take longer than CI allows, ``yolov9lite
 figures --only 04 --recompute`` trains them). This test checks the records two ways:
 
 * they are complete: every measure (:data:`~yolov9lite.study.pgi_study.VALUE_KEYS`) and the
