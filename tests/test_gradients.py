@@ -174,7 +174,9 @@ def test_held_out_gradient_is_the_training_gradient_of_the_held_out_loss(models)
         for k, b in m.named_buffers():
             b.copy_(saved[k])
     want = torch.cat([w.reshape(-1) for w in want]) / len(val)
-    assert g.shape == want.shape and torch.allclose(g, want, rtol=1e-6, atol=1e-12)
+    assert g.shape == want.shape
+    # float32 backward, the division by the batch size before or after it: rounding only
+    assert float((g - want).abs().max()) <= 1e-5 * float(want.abs().max())
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
 
 

@@ -279,23 +279,10 @@ def held_out_gradient(model: nn.Module, val_batches, dtype=torch.float64) -> tor
     derivative of the held-out loss *value*, whose targets move with the predictions (a finite
     difference of that value is rough: the top-k assignment jumps), but the held-out counterpart
     of the training gradient. Train-mode BatchNorm as in :func:`~yolov9lite.study.paired.
-    held_out_loss`; buffers and the training flag restored."""
-    stages = backbone_stages(model)
-    params = [p for ps in stages.values() for p in ps]
-    total = [torch.zeros_like(p, dtype=dtype) for p in params]
-    was_training = model.training
-    model.train()
-    try:
-        with preserved_buffers(model):
-            for images, targets in val_batches:
-                main, _ = _head_losses(model, model(images), targets, 0.0)
-                grads = torch.autograd.grad(main / images.shape[0], params, allow_unused=True)
-                for t, g in zip(total, grads):
-                    if g is not None:
-                        t.add_(g.to(dtype))
-    finally:
-        model.train(was_training)
-    return torch.cat([t.reshape(-1) for t in total]).cpu() / len(val_batches)
+    held_out_loss` (:func:`batch_gradients`' ``main`` part of each held-out batch, over its size)."""
+    main = batch_gradients(model, val_batches, aux_weight=0.0, dtype=dtype)["main"]
+    sizes = torch.tensor([images.shape[0] for images, _ in val_batches], dtype=dtype)
+    return (main / sizes[:, None]).mean(0)  # the official loss is x batch size
 
 
 def gradient_reliability(model: nn.Module, batches, val_batches, score,
