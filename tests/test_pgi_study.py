@@ -78,3 +78,31 @@ def test_values_are_one_per_seed_from_rows():
     assert v["agree"] == pytest.approx([0.09, 0.09]) and v["agree_wrong"] == pytest.approx([0.11] * 2)
     assert v["snr"] == pytest.approx([math.log(2)] * 2) and v["agree_jitter"] == pytest.approx([0, 0])
     assert v["step_wrong"] == pytest.approx([0.3, 0.3]) and v["step"] == pytest.approx([0.1, 0.1])
+
+
+def test_measuring_during_training_changes_nothing_and_is_recorded(tmp_path):
+    """Gradients measured inside the training (``measure_step``) leave every arm's training bit
+    for bit as without it, and each record names the step it was measured at."""
+    import torch
+
+    from yolov9lite.data import load_data_config, make_synthetic
+    from yolov9lite.study import paired
+
+    torch.set_num_threads(1)
+    cfg = load_data_config(make_synthetic(tmp_path / "d", num_train=8, num_val=4, imgsz=64, seed=0))
+    batches = paired.cached_batches(cfg, "train", 32, 4)
+    val = paired.cached_batches(cfg, "val", 32, 4)
+    nc = int(cfg["nc"])
+    runs = {at: S.run_seed("gelan-nano", nc, "icn", batches, val, 3, 3e-3, 7, measure_step=at,
+                           along_every=2 if at else 0)
+            for at in (0, 2)}
+    for name, net in runs[0]["models"].items():
+        a, b = net.state_dict(), runs[2]["models"][name].state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    steps = {r.variant: r.steps for r in runs[2]["records"] if r.metric == S.VALUE_METRIC}
+    assert {k: v for k, v in steps.items() if k in S.FOCUS_KEYS} == dict.fromkeys(S.FOCUS_KEYS, 3)
+    assert {v for k, v in steps.items() if k not in S.FOCUS_KEYS} == {2}
+    assert [r["step"] for r in runs[2]["along"]] == [2, 3] and not runs[0]["along"]
+    assert runs[2]["rel"][0]["held_out_loss"] != runs[0]["rel"][0]["held_out_loss"]
+    with pytest.raises(ValueError, match="measure_step"):
+        S.run_seed("gelan-nano", nc, "icn", batches, val, 3, 3e-3, 7, measure_step=4)

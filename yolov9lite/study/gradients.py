@@ -23,7 +23,8 @@ module turns the claim into numbers that can be computed for one model and a few
   direction lowers the held-out loss); with ``controls`` also the same for a known-worse gradient
   (each image's boxes swapped for another image's, :func:`mismatched_targets`);
   :func:`reliability_snr` gives the gradient signal-to-noise ratio (:func:`gradient_snr`) of
-  each. Notebook 04's design around them: :mod:`yolov9lite.study.pgi_study`.
+  each, and :func:`snr_over_floor` that ratio in units of its pure-noise floor. Notebook 04's
+  design around them: :mod:`yolov9lite.study.pgi_study`.
 * :func:`object_focus`: Figure 7 in numbers, the share of a feature map's energy inside the
   ground-truth boxes over their share of the area, with a random-box null.
 
@@ -268,6 +269,17 @@ def gradient_snr(grads: torch.Tensor) -> float:
     mean = grads.mean(0)
     noise = ((grads - mean) ** 2).sum(1).sum() / (grads.shape[0] - 1)
     return float(mean.pow(2).sum() / noise)
+
+
+def snr_over_floor(grads: torch.Tensor) -> float:
+    """n x :func:`gradient_snr` over the n rows of ``grads``: the SNR in units of its pure-noise
+    floor. If the batches share no direction (their expected gradient is zero, as at a minimum of
+    the training loss), the squared norm of their mean is noise alone, on average 1/n of a batch's
+    noise energy, so the SNR sits at 1/n and this ratio at 1; ``n x SNR - 1`` estimates the
+    shared direction's energy over the noise of the mean of n batches. Near 1, nothing computed
+    from these gradients (agreement, SNR, look-ahead) can tell one gradient from another: the
+    measurement sees only batch noise."""
+    return grads.shape[0] * gradient_snr(grads)
 
 
 def held_out_gradient(model: nn.Module, val_batches, dtype=torch.float64) -> torch.Tensor:

@@ -44,6 +44,7 @@ from .gradients import (
     object_focus,
     preserved_buffers,
     reliability_snr,
+    snr_over_floor,
 )
 from .runs import RunRecord, provenance
 from .statistics import Margin
@@ -101,14 +102,14 @@ def pgi_name(pgi: str) -> str:
 # --------------------------------------------------------------------------- one seed
 def train_seed(model_name: str, num_classes: int, pgi: str, batches, steps: int, lr: float,
                seed: int, device="cpu", optimizer: str = TRAIN_OPTIMIZER,
-               on_gelan_step=None) -> dict[str, nn.Module]:
+               on_step=None) -> dict[str, nn.Module]:
     """``{GELAN, GELAN + PGI, jittered GELAN: trained model}`` of one seed: one main branch built
     at ``seed`` copied into each arm (:func:`~yolov9lite.study.gradients.copy_main_branch`; the
     auxiliary branch gets its own seed), the jittered arm's weights then moved by
     :func:`~yolov9lite.study.paired.jitter_weights`; ``steps`` steps of
     :func:`~yolov9lite.study.paired.train_steps` each (``optimizer`` at ``lr``, decaying linearly
-    to zero), on the same batches in the same order. ``on_gelan_step(k, model)`` after each step
-    of the GELAN arm (e.g. its held-out learning curve; it must not change the model)."""
+    to zero), on the same batches in the same order. ``on_step(arm, k, model)`` after each step
+    of every arm (e.g. GELAN's held-out learning curve; it must not change the model)."""
     torch.manual_seed(seed)
     reference = build_model(model_name, num_classes=num_classes).to(device)
     order = paired.batch_order(len(batches), steps, seed)
@@ -120,27 +121,61 @@ def train_seed(model_name: str, num_classes: int, pgi: str, batches, steps: int,
                                                       pgi=knob).to(device))
         if jitter:
             paired.jitter_weights(net, jitter, seed)
+        hook = (None if on_step is None else
+                lambda k, model, arm=name: on_step(arm, k, model))
         paired.train_steps(net, batches, order, decay_to_zero=True,
                            optimizer=lambda ps: paired.make_optimizer(optimizer, lr, ps),
-                           on_step=on_gelan_step if name == GELAN else None)
+                           on_step=hook)
         out[name] = net
     return out
 
 
-def measure_seed(models: dict[str, nn.Module], pgi: str, batches, val_batches,
-                 seed: int) -> tuple[list[dict], list[dict]]:
-    """(per-batch reliability rows, per-model SNR rows) of one seed's models, each row tagged
-    with ``seed`` and ``model``; the PGI model also gets the positive control's gradient."""
+def measure_model(name: str, net: nn.Module, pgi: str, batches, val_batches, seed: int
+                  ) -> tuple[list[dict], dict]:
+    """(per-batch reliability rows, SNR row) of one arm's model, tagged with ``seed`` and
+    ``model``; the PGI model also gets the positive control's gradient."""
     def score(m):
         return paired.held_out_loss(m, val_batches)["loss"]
 
+    rows, g = gradient_reliability(net, batches, val_batches, score,
+                                   controls=name == pgi_name(pgi))
+    return ([{"seed": seed, "model": name, **r} for r in rows],
+            {"seed": seed, "model": name, **reliability_snr(g)})
+
+
+def measure_seed(models: dict[str, nn.Module], pgi: str, batches, val_batches,
+                 seed: int) -> tuple[list[dict], list[dict]]:
+    """(per-batch reliability rows, per-model SNR rows) of one seed's models
+    (:func:`measure_model` of each)."""
     rel, snr = [], []
     for name, net in models.items():
-        rows, g = gradient_reliability(net, batches, val_batches, score,
-                                       controls=name == pgi_name(pgi))
-        rel += [{"seed": seed, "model": name, **r} for r in rows]
-        snr.append({"seed": seed, "model": name, **reliability_snr(g)})
+        rows, row = measure_model(name, net, pgi, batches, val_batches, seed)
+        rel += rows
+        snr.append(row)
     return _same_keys(rel), _same_keys(snr)
+
+
+def along_training_row(model: nn.Module, batches, val_batches, step: int) -> dict:
+    """The gradient measures of the PGI arm at one step of its training, each averaged over the
+    measured batches: ``cos_*`` (agreement with the full-data gradient), ``val_*`` (with the
+    held-out gradient) and ``floor_*`` (:func:`~yolov9lite.study.gradients.snr_over_floor`: the
+    SNR over its pure-noise floor, 1 where the batches share no direction) for ``main``,
+    ``total`` and ``wrong`` (the positive control's swapped boxes), plus the held-out loss.
+
+    Why along training: at the measuring point the training loss has flattened, so the batches'
+    expected gradient is (nearly) zero and every gradient measure may sit at its noise floor; this
+    row shows where during training the measures can see (notebook 04's figure
+    ``pgi_gradients_along_training``; one seed, no claim)."""
+    def score(m):
+        return paired.held_out_loss(m, val_batches)["loss"]
+
+    rows, g = gradient_reliability(model, batches, val_batches, score, controls=True)
+    out = {"step": step, "held_out_loss": rows[0]["held_out_loss"]}
+    for part in ("main", "total", "wrong"):
+        out[f"cos_{part}"] = float(np.mean([r[f"cos_{part}"] for r in rows]))
+        out[f"val_{part}"] = float(np.mean([r[f"val_{part}"] for r in rows]))
+        out[f"floor_{part}"] = snr_over_floor(g[part])
+    return out
 
 
 def _same_keys(rows: list[dict]) -> list[dict]:
@@ -242,19 +277,21 @@ def _measure(cid: str, paper: str, where: str, metric: str, key: str, margin: Ma
             "margin": margin, "positive": positive, "null": null}
 
 
-def ledger_claims(values: dict[str, np.ndarray], pgi: str, steps: int, scale: str
-                  ) -> list[Claim]:
+def ledger_claims(values: dict[str, np.ndarray], pgi: str, steps: int, scale: str,
+                  measure_step: int = 0) -> list[Claim]:
     """Notebook 04's ledger from :func:`reliability_values` and/or :func:`focus_values` (the
     measures whose values are present): per measure its positive control, its null control (both
     gating the measure's paper claim) and the claim; t intervals over seeds, the measure's margin
-    on both sides."""
+    on both sides. ``measure_step``: the training step the gradients were measured at (0: the
+    last, ``steps``), named in the first measure's metric."""
     P = pgi_name(pgi)
     per = "per seed the mean over training batches"
     per_image = "per seed the mean over validation images"
     measures = [
         _measure("04.pgi_gradient_agrees_with_full_data", RELIABLE, FIG3,
                  f"cos(g_batch, g_full) of the backbone gradient, with - without the auxiliary "
-                 f"term ({P}, trained {steps} steps), {per}", "agree", COS_MARGIN,
+                 f"term ({P}, at step {measure_step or steps} of {steps}), {per}", "agree",
+                 COS_MARGIN,
                  ("04.control_mismatched_boxes_agree_less",
                   ("a gradient from boxes that belong to other images agrees less with the "
                   "full-data gradient"),
@@ -333,7 +370,7 @@ RECORDED_SEEDS = (*range(48), *range(100, 148))
 RECORDED_DESIGN = {"model_name": "gelan-nano", "fig7_pgi": "icn", "data": "synthetic",
                    "num_train": 128, "num_val": 24, "imgsz": 64, "batch_size": 4,
                    "train_batch_size": 8, "max_batches": 0, "val_batches": 0, "steps": 120,
-                   "optimizer": "adamw", "lr": 3e-3}
+                   "optimizer": "adamw", "lr": 3e-3, "measure_step": 40}
 # Disclosed, the third design of this session: with batches of 4 for 50 steps (the design of the
 # first 24-seed records, commit 921513a) GELAN's held-out loss did not fall at all (9.51 at init,
 # 9.36 trained, seed 0; a learning curve of seed 5 rose from 10.9 to 12.2), so its gradients were
@@ -343,6 +380,7 @@ RECORDED_DESIGN = {"model_name": "gelan-nano", "fig7_pgi": "icn", "data": "synth
 # on batches of 4 (32 per seed: the same images, the SNR's floor at 1/32).
 VALUE_KEYS = ("agree", "agree_wrong", "agree_jitter", "snr", "snr_wrong", "snr_jitter", "step",
               "step_wrong", "step_jitter", "fig7", "focus_control", "focus_jitter")
+FOCUS_KEYS = ("fig7", "focus_control", "focus_jitter")  # measured after the last step
 VALUE_METRIC = "per-seed value"  # a record's metric; its variant is the key of VALUE_KEYS
 INIT_METRIC = "held-out loss at init"  # of the seed's main branch before training (variant GELAN)
 
@@ -357,34 +395,53 @@ def init_loss(model_name: str, num_classes: int, val_batches, seed: int, device=
 
 def run_seed(model_name: str, num_classes: int, pgi: str, batches, val_batches, steps: int,
              lr: float, seed: int, device="cpu", optimizer: str = TRAIN_OPTIMIZER,
-             curve_every: int = 0, train_batches=None) -> dict:
+             curve_every: int = 0, train_batches=None, along_every: int = 0,
+             measure_step: int = 0) -> dict:
     """One seed of notebook 04, start to end: :func:`train_seed` on ``train_batches`` (default:
-    ``batches``), :func:`measure_seed` on ``batches``,
-    :func:`focus_seed`, and the seed's run records (one per :data:`VALUE_KEYS` entry, plus
-    :data:`INIT_METRIC`). Returns ``{"models", "rel", "snr", "focus", "records", "curve"}``;
-    ``curve``: GELAN's held-out loss ``[(step, loss), ...]`` every ``curve_every`` steps (with
-    step 0; empty when ``curve_every`` is 0), measured without changing the training."""
+    ``batches``), the gradient measures of every arm (:func:`measure_model` on ``batches``) after
+    step ``measure_step`` of its training (0: after the last step), :func:`focus_seed` after
+    the last step, and the seed's run records (one per :data:`VALUE_KEYS` entry, its ``steps``
+    the step it was measured at, plus :data:`INIT_METRIC`). Returns ``{"models", "rel", "snr",
+    "focus", "records", "curve", "along"}``; ``curve``: GELAN's held-out loss ``[(step, loss),
+    ...]`` every ``curve_every`` steps (with step 0; empty when ``curve_every`` is 0);
+    ``along``: the PGI arm's :func:`along_training_row` every ``along_every`` steps (empty when
+    0). Measuring never changes the training; ``curve`` and ``along`` do not enter the records."""
+    if not 0 <= measure_step <= steps:
+        raise ValueError(f"measure_step must be in [0, steps={steps}], got {measure_step}")
+    at = measure_step or steps
     t0 = time.perf_counter()
     init = init_loss(model_name, num_classes, val_batches, seed, device)
     curve = [(0, init)] if curve_every else []
+    along: list[dict] = []
+    rel: list[dict] = []
+    snr: list[dict] = []
+    extra = [0.0]  # seconds spent on `along` (not part of a record's wall time)
 
-    def measure(k, net):
-        if curve_every and (k % curve_every == 0 or k == steps):
+    def measure(arm, k, net):
+        if arm == GELAN and curve_every and (k % curve_every == 0 or k == steps):
             curve.append((k, paired.held_out_loss(net, val_batches)["loss"]))
+        if k == at:  # the gradient measures of this arm, at the measuring step
+            rows, row = measure_model(arm, net, pgi, batches, val_batches, seed)
+            rel.extend(rows)
+            snr.append(row)
+        if arm == pgi_name(pgi) and along_every and (k % along_every == 0 or k == steps):
+            t = time.perf_counter()
+            along.append(along_training_row(net, batches, val_batches, k))
+            extra[0] += time.perf_counter() - t
 
     models = train_seed(model_name, num_classes, pgi,
                         batches if train_batches is None else train_batches, steps, lr, seed,
-                        device, optimizer, measure if curve_every else None)
-    rel, snr = measure_seed(models, pgi, batches, val_batches, seed)
+                        device, optimizer, measure)
+    rel, snr = _same_keys(rel), _same_keys(snr)
     focus = focus_seed(models, val_batches, seed)
     values = {**reliability_values(rel, snr, pgi, [seed]), **focus_values(focus, pgi, [seed])}
-    wall = time.perf_counter() - t0
+    wall = time.perf_counter() - t0 - extra[0]
     commit, machine = provenance()
     records = [RunRecord(GELAN, seed, 0, INIT_METRIC, init, commit, machine, wall)]
-    records += [RunRecord(key, seed, steps, VALUE_METRIC, float(values[key][0]), commit, machine,
-                          wall) for key in VALUE_KEYS]
+    records += [RunRecord(key, seed, steps if key in FOCUS_KEYS else at, VALUE_METRIC,
+                          float(values[key][0]), commit, machine, wall) for key in VALUE_KEYS]
     return {"models": models, "rel": rel, "snr": snr, "focus": focus, "records": records,
-            "curve": curve}
+            "curve": curve, "along": along}
 
 
 def values_from_records(records: list[RunRecord], seeds) -> dict[str, np.ndarray]:
@@ -418,5 +475,6 @@ def recompute_seeds(seeds, root, device="cpu") -> list[RunRecord]:
     out: list[RunRecord] = []
     for seed in seeds:
         out += run_seed(d["model_name"], nc, d["fig7_pgi"], measured, val, d["steps"], d["lr"],
-                        seed, device, d["optimizer"], train_batches=train)["records"]
+                        seed, device, d["optimizer"], train_batches=train,
+                        measure_step=d["measure_step"])["records"]
     return out
