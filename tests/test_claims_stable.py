@@ -2,9 +2,10 @@
 and compare each verdict with the committed ledger ``figures/claims/NN_name.json``.
 
 * ``seed``: another ``seed_offset`` (every seed of the notebook moves), this machine's CPU.
-  Notebooks that render from committed run records (03, 04, 05: ``figures/runs/``) render their
-  second seed base from the records (``tests/test_run_records.py`` and
-  ``tests/test_pgi_records.py`` rerun a sample of those on an emulated CPU).
+  Notebooks that render from committed run records (03, 04, 05, 08: ``figures/runs/``) render
+  their second seed base from the records (``tests/test_run_records.py``,
+  ``tests/test_pgi_records.py`` and ``tests/test_deep_pgi.py`` rerun a sample of those on
+  another CPU or an emulated one).
 * ``records``: a notebook that renders from run records, at its defaults: the committed ledger
   must come out again, estimates and intervals included (the records are the ledger's source).
 * ``cpu``: the committed seeds on an emulated CPU without vector units. PyTorch's ATen kernels
@@ -45,9 +46,10 @@ NOTEBOOKS = [
     ("03_gelan", {}),
     ("04_pgi", {}),
     ("05_ablations", {}),
+    ("08_pgi_deep_thin", {}),
 ]
 PERTURBATIONS = ("seed", "cpu", "records")
-FROM_RECORDS = {"03_gelan", "04_pgi", "05_ablations"}  # render from figures/runs/: no "cpu" rerun here
+FROM_RECORDS = {"03_gelan", "04_pgi", "05_ablations", "08_pgi_deep_thin"}  # render from figures/runs/: no "cpu" rerun here
 
 
 def applies(stem: str, kind: str) -> bool:

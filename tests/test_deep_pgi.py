@@ -87,10 +87,21 @@ def test_every_arm_starts_from_the_seed_main_branch():
     assert 0 < rel < 1e-5
 
 
-def _committed():
+def _committed(seeds=None):
+    """The committed records (of ``seeds`` only, when given)."""
     if not RECORDS.exists():
         pytest.skip(f"no committed records {RECORDS.name}")
-    return read_runs(RECORDS)
+    records = read_runs(RECORDS)
+    return records if seeds is None else D.records_of(records, seeds)
+
+
+def test_the_records_hold_both_seed_bases_at_the_committed_settings():
+    records = _committed()
+    cfg = D.StudyConfig()
+    assert sorted({r.seed for r in records}) == sorted(D.RECORDED_SEEDS)
+    assert {r.steps for r in records if r.metric == D.ACCURACY} == {cfg.steps}
+    runs = {(r.seed, r.variant) for r in records if r.metric == D.ACCURACY}
+    assert len(runs) == len(D.RECORDED_SEEDS) * len(cfg.depths) * len(D.RUN_ARMS)
 
 
 def test_committed_records_recompute(one_thread):
@@ -125,7 +136,7 @@ def test_committed_records_recompute(one_thread):
 
 
 def test_committed_ledger_recomputes_from_the_records():
-    records = _committed()
+    records = _committed(D.StudyConfig().seeds())  # the committed ledger is seed base 0's
     committed = json.loads(LEDGER.read_text())
     ledger = D.build_ledger(records)
     assert ledger.verdicts() == {c["id"]: c["verdict"] for c in committed["claims"]}
