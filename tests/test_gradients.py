@@ -1,6 +1,8 @@
 """yolov9lite.study.gradients: the gradient-information measurements of notebook 04 (paper Sec. 4.1)."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -189,3 +191,13 @@ def test_object_focus_separates_objects_from_its_null():
     assert row["null"] < 8
     uniform = G.object_focus(torch.ones(1, 2, 16, 16), targets)[0]
     assert uniform["focus"] == pytest.approx(1.0) and uniform["null"] == pytest.approx(1.0)
+
+
+def test_snr_over_floor_is_one_for_pure_noise_and_counts_a_shared_direction():
+    g = torch.Generator().manual_seed(0)
+    n, dims = 32, 20_000
+    noise = torch.randn(n, dims, generator=g, dtype=torch.float64)
+    assert G.snr_over_floor(noise) == pytest.approx(1.0, abs=0.05)  # no shared direction
+    # a shared direction with 0.1 of a batch's noise energy: n x 0.1 above the floor
+    shared = torch.full((dims,), math.sqrt(0.1), dtype=torch.float64)
+    assert G.snr_over_floor(noise + shared) == pytest.approx(1 + n * 0.1, rel=0.05)
