@@ -109,22 +109,27 @@ def test_committed_records_recompute(one_thread):
     first committed seed, every arm at the shallow depth and the two arms of the main claim
     (``none``, ``aux_rev``) at the deep one (the whole seed would take too long for CI).
 
-    Rule: each recomputed held-out accuracy lies within ``tol`` of the committed value, where
-    ``tol`` = 4 x SD of the committed jitter control's per-seed differences (jitter - none, both
-    depths pooled), and at least one held-out image (100 / n_test points, the resolution of the
-    metric). The jitter control measures how far a 1e-6 relative change of the initial weights
-    moves a run; another CPU's rounding is a change of that kind. (Stated before this test first
-    ran. A first version took the SD per depth; a look at partial records showed the depth-10
-    jitter differences can all be exactly 0, which would demand bit-exact results on every CPU,
-    so the SD is pooled over depths and floored at one image.)
+    Rule: each recomputed held-out accuracy lies within its depth's ``tol`` of the committed value:
+    the largest of 4 x SD of the committed jitter control's per-seed differences (jitter - none)
+    at that depth, 2 x the largest of those differences, and one held-out image (100 / n_test
+    points, the resolution of the metric). The jitter control measures how far a 1e-6 relative
+    change of the initial weights moves a run; another CPU's rounding is a change of that kind.
+    History, disclosed: the first version took the SD per depth; partial records at 100 steps had
+    depth-10 jitter differences all exactly 0, so the SD was pooled over depths. At 600 steps the
+    pooled SD (depth 40's chaos) let a depth-10 run drift by 30 points, while depth 10's own
+    differences are small and heavy-tailed (SD 0.19, largest 1.56 over 80 seeds): hence per depth
+    again, with the largest difference (doubled) guarding the tail.
     """
     records = _committed()
     cfg = D.StudyConfig()
     seed = min(r.seed for r in records)
     data = D.seed_data(seed, cfg)
     sample = {min(cfg.depths): D.RUN_ARMS, max(cfg.depths): ("none", "aux_rev")}
-    jitter = np.concatenate([D.differences(records, "jitter", "none", d)[1] for d in cfg.depths])
-    tol = max(4 * float(np.std(jitter, ddof=1)), 100 / cfg.n_test)
+    tols = {}
+    for depth in cfg.depths:
+        jitter = D.differences(records, "jitter", "none", depth)[1]
+        tols[depth] = max(4 * float(np.std(jitter, ddof=1)), 2 * float(np.abs(jitter).max()),
+                          100 / cfg.n_test)
     for depth, arms in sample.items():
         committed = {r.extra["arm"]: r.value for r in records if r.metric == D.ACCURACY
                      and r.seed == seed and r.extra["depth"] == str(depth)}
@@ -132,7 +137,8 @@ def test_committed_records_recompute(one_thread):
         state = D.initial_main_state(depth, seed, cfg)
         for arm in arms:
             got = D.train_run(arm, depth, seed, cfg, data, state)["accuracy"]
-            assert abs(got - committed[arm]) <= tol, (arm, depth, got, committed[arm], tol)
+            assert abs(got - committed[arm]) <= tols[depth], (arm, depth, got, committed[arm],
+                                                               tols[depth])
 
 
 def test_committed_ledger_recomputes_from_the_records():
