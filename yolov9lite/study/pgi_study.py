@@ -434,8 +434,7 @@ def run_seed(model_name: str, num_classes: int, pgi: str, batches, val_batches, 
     init = init_loss(model_name, num_classes, val_batches, seed, device)
     curve = [(0, init)] if curve_every else []
     along: list[dict] = []
-    rel: list[dict] = []
-    snr: list[dict] = []
+    rel, snr = [], []  # per-batch rows and SNR rows, filled at the measuring step
     extra = [0.0]  # seconds spent on `along` (not part of a record's wall time)
 
     def measure(arm, k, net):
