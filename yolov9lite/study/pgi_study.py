@@ -147,51 +147,21 @@ def train_seed(model_name: str, num_classes: int, pgi: str, batches, steps: int,
     return out
 
 
-def measure_model(name: str, net: nn.Module, pgi: str, batches, val_batches, seed: int
-                  ) -> tuple[list[dict], dict]:
-    """(per-batch reliability rows, SNR row) of one arm's model, tagged with ``seed`` and
-    ``model``; the PGI model also gets the positive control's gradient."""
-    def score(m):
-        return paired.held_out_loss(m, val_batches)["loss"]
-
-    rows, g = gradient_reliability(net, batches, val_batches, score,
-                                   controls=name == pgi_name(pgi))
-    return ([{"seed": seed, "model": name, **r} for r in rows],
-            {"seed": seed, "model": name, **reliability_snr(g)})
-
-
-def measure_seed(models: dict[str, nn.Module], pgi: str, batches, val_batches,
-                 seed: int) -> tuple[list[dict], list[dict]]:
-    """(per-batch reliability rows, per-model SNR rows) of one seed's models
-    (:func:`measure_model` of each)."""
-    rel, snr = [], []
-    for name, net in models.items():
-        rows, row = measure_model(name, net, pgi, batches, val_batches, seed)
-        rel += rows
-        snr.append(row)
-    return _same_keys(rel), _same_keys(snr)
-
-
-def along_training_row(model: nn.Module, batches, val_batches, step: int) -> dict:
-    """The gradient measures of the PGI arm at one step of its training, each averaged over the
-    measured batches: ``cos_*`` (agreement with the full-data gradient), ``val_*`` (with the
-    held-out gradient) and ``floor_*`` (:func:`~yolov9lite.study.gradients.snr_over_floor`: the
-    SNR over its pure-noise floor, 1 where the batches share no direction) for ``main``,
-    ``total`` and ``wrong`` (the positive control's swapped boxes), plus the held-out loss.
-
-    Why along training: at the measuring point the training loss has flattened, so the batches'
-    expected gradient is (nearly) zero and every gradient measure may sit at its noise floor; this
-    row shows where during training the measures can see (notebook 04's figure
-    ``pgi_gradients_along_training``; one seed, no claim)."""
-    def score(m):
-        return paired.held_out_loss(m, val_batches)["loss"]
-
-    rows, g = gradient_reliability(model, batches, val_batches, score, controls=True)
+def along_training_row(rows: list[dict], grads: dict[str, torch.Tensor], step: int) -> dict:
+    """The PGI arm's gradient measures at one step of its training, from
+    :func:`~yolov9lite.study.gradients.gradient_reliability` with ``controls`` (``rows``, ``grads``),
+    each averaged over the measured batches: ``cos_*`` (agreement with the full-data gradient),
+    ``val_*`` (with the held-out gradient) and ``floor_*``
+    (:func:`~yolov9lite.study.gradients.snr_over_floor`: 1 where the batches share no direction)
+    for ``main``, ``total`` and ``wrong`` (the swapped boxes), plus the held-out loss. Where the
+    training loss has flattened the batches' expected gradient is (nearly) zero and every measure
+    sits at its noise floor; these rows show where during training the measures can see
+    (notebook 04's figure ``pgi_gradients_along_training``; one seed, no claim)."""
     out = {"step": step, "held_out_loss": rows[0]["held_out_loss"]}
     for part in ("main", "total", "wrong"):
         out[f"cos_{part}"] = float(np.mean([r[f"cos_{part}"] for r in rows]))
         out[f"val_{part}"] = float(np.mean([r[f"val_{part}"] for r in rows]))
-        out[f"floor_{part}"] = snr_over_floor(g[part])
+        out[f"floor_{part}"] = snr_over_floor(grads[part])
     return out
 
 
@@ -419,7 +389,8 @@ def run_seed(model_name: str, num_classes: int, pgi: str, batches, val_batches, 
              curve_every: int = 0, train_batches=None, along_every: int = 0,
              measure_step: int = 0) -> dict:
     """One seed of notebook 04, start to end: :func:`train_seed` on ``train_batches`` (default:
-    ``batches``), the gradient measures of every arm (:func:`measure_model` on ``batches``) after
+    ``batches``), the gradient measures of every arm (:func:`gradient_reliability` on
+    ``batches``; the PGI arm's with its positive control) after
     step ``measure_step`` of its training (0: after the last step), :func:`focus_seed` after
     the last step, and the seed's run records (one per :data:`VALUE_KEYS` entry, its ``steps``
     the step it was measured at, plus :data:`INIT_METRIC`). Returns ``{"models", "rel", "snr",
@@ -434,20 +405,28 @@ def run_seed(model_name: str, num_classes: int, pgi: str, batches, val_batches, 
     init = init_loss(model_name, num_classes, val_batches, seed, device)
     curve = [(0, init)] if curve_every else []
     along: list[dict] = []
-    rel, snr = [], []  # per-batch rows and SNR rows, filled at the measuring step
-    extra = [0.0]  # seconds spent on `along` (not part of a record's wall time)
+    rel, snr = [], []  # per-batch rows and SNR rows of every arm, at the measuring step
+    extra = [0.0]  # seconds spent only on `along` (not part of a record's wall time)
+
+    def score(m):
+        return paired.held_out_loss(m, val_batches)["loss"]
 
     def measure(arm, k, net):
         if arm == GELAN and curve_every and (k % curve_every == 0 or k == steps):
             curve.append((k, paired.held_out_loss(net, val_batches)["loss"]))
-        if k == at:  # the gradient measures of this arm, at the measuring step
-            rows, row = measure_model(arm, net, pgi, batches, val_batches, seed)
-            rel.extend(rows)
-            snr.append(row)
-        if arm == pgi_name(pgi) and along_every and (k % along_every == 0 or k == steps):
-            t = time.perf_counter()
-            along.append(along_training_row(net, batches, val_batches, k))
+        is_pgi = arm == pgi_name(pgi)
+        want_along = is_pgi and along_every and (k % along_every == 0 or k == steps)
+        if k != at and not want_along:
+            return
+        t = time.perf_counter()
+        rows, g = gradient_reliability(net, batches, val_batches, score, controls=is_pgi)
+        if k == at:  # the records' gradient measures of this arm (the PGI arm's with controls)
+            rel.extend({"seed": seed, "model": arm, **r} for r in rows)
+            snr.append({"seed": seed, "model": arm, **reliability_snr(g)})
+        else:
             extra[0] += time.perf_counter() - t
+        if want_along:
+            along.append(along_training_row(rows, g, k))
 
     models = train_seed(model_name, num_classes, pgi,
                         batches if train_batches is None else train_batches, steps, lr, seed,
