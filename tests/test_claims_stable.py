@@ -60,19 +60,6 @@ KNOWN_UNSTABLE: dict[tuple[str, str], str] = {}
 # Known unstable single verdicts (claim id -> the measurement): left out of the comparison, every
 # other verdict of the notebook still checked. Fix the design, then delete the line.
 KNOWN_UNSTABLE_CLAIMS = {
-    # 04's look-ahead positive control (gradients measured at step 40 of 120): with 48 seeds per
-    # base its interval clears the margin 0.02 at one seed base and not at the other, so the
-    # claim it gates reads "control failed" at one base and its own "inconclusive" (inside the
-    # margin) at the other. The remedy by the policy is more seeds (about 96 per base would make
-    # both bases support with roughly 80 % probability, from the observed spread), not a margin.
-    "04.control_mismatched_boxes_point_less_downhill": "48 seeds: +0.0448 [0.0162, 0.0733] "
-                                                       "inconclusive at seed_offset=0; +0.0530 "
-                                                       "[0.0290, 0.0770] supports at "
-                                                       "seed_offset=100 (margin 0.02)",
-    "04.pgi_step_lowers_held_out_loss": "gated by the control above: control failed at "
-                                        "seed_offset=0 (own reading -0.0031 [-0.0068, 0.0006], "
-                                        "inconclusive); -0.0006 [-0.0026, 0.0013] inconclusive "
-                                        "at seed_offset=100",
     # 08 at 600 steps, 40 seeds per base (20 more per base were added after three verdicts had
     # differed at 20, deep_pgi.RECORDED_SEEDS). Two still differ: at depth 40 a 1e-6 jitter moves
     # a run by up to 26 accuracy points, and the two bases' data sets differ (the depth control
