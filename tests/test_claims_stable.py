@@ -60,6 +60,17 @@ KNOWN_UNSTABLE: dict[tuple[str, str], str] = {}
 # Known unstable single verdicts (claim id -> the measurement): left out of the comparison, every
 # other verdict of the notebook still checked. Fix the design, then delete the line.
 KNOWN_UNSTABLE_CLAIMS = {
+    # 03 at 100 seeds per base (gelan_study.RECORDED_SEEDS; 10 before, where every verdict was
+    # "inconclusive" at both bases for want of power). Its two equivalence tests now have a
+    # minimum detectable effect close to their margin (0.17-0.21 against 0.163-0.165), so the
+    # interval's edge falls on either side of the margin by seed base. seeds_needed asks for about
+    # 120-130 per base, more than a base holds without overlapping the other (OTHER_SEED_OFFSET).
+    "03.control_jitter_is_null": "100 seeds: -0.066 [-0.192, 0.060] inconclusive at "
+                                 "seed_offset=0; +0.039 [-0.080, 0.157] supports at "
+                                 "seed_offset=100 (margin 0.165 / 0.163)",
+    "03.not_sensitive_to_depth": "100 seeds: -0.040 [-0.171, 0.091] supports at seed_offset=0; "
+                                 "+0.058 [-0.088, 0.204] inconclusive at seed_offset=100 "
+                                 "(margin 0.165 / 0.163)",
     # 08 at 600 steps, 40 seeds per base (20 more per base were added after three verdicts had
     # differed at 20, deep_pgi.RECORDED_SEEDS). Two still differ: at depth 40 a 1e-6 jitter moves
     # a run by up to 26 accuracy points, and the two bases' data sets differ (the depth control
